@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch first and pinned: on this project's machines `torch==2.13.0` is a local CPU build,
+# while an unpinned `torch` would pull a multi-GB CUDA build. The package itself takes a range.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test lint benchmark clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: setup
+	$(PY) -m fastesm_extract.demo demo/checkpoint
+	$(VENV)/bin/fastesm-extract extract examples -o demo/out --model demo/checkpoint --device cpu
+	$(PY) -c "import torch; d = torch.load('demo/out/output_1_ESM.pt', weights_only=True); \
+	print('demo/out/output_1_ESM.pt:', len(d['proteins']), 'proteins,', \
+	tuple(d['data'][0].shape), d['data'][0].dtype, '(RANDOM demo weights)')"
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+
+test: setup lint
+	$(PY) -m pytest -q
+
+benchmark: setup
+	$(PY) benchmarks/bench_extract.py
+
+clean:
+	rm -rf demo $(VENV)

@@ -1,0 +1,114 @@
+"""Python entry points: the VirNucPro drop-in `extract_fast_esm` and many-files `extract_files`."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .failures import FAILURE_LOG_NAME, FailureLog
+from .jobs import FileJob, plan_jobs
+from .model import DEFAULT_MODEL, LoadedModel, load_model, prepare_model
+from .pipeline import (
+    ExtractionSettings,
+    Extractor,
+    RunSummary,
+    warn_about_records,
+    assemble_output,
+    compute_file,
+    prepare_file,
+)
+from .store import save_embeddings_atomic
+
+log = logging.getLogger("fastesm_extract")
+
+
+@functools.lru_cache(maxsize=1)
+def _default_model() -> LoadedModel:
+    # Loaded once per process for callers that pass no model (SPEC 6).
+    return load_model(DEFAULT_MODEL, device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _as_loaded(model: torch.nn.Module | LoadedModel | None, tokenizer: object | None) -> LoadedModel:
+    if model is None:
+        return _default_model()
+    if isinstance(model, LoadedModel):
+        return model
+    return prepare_model(model, tokenizer)
+
+
+def extract_fast_esm(
+    fasta_file: str | Path,
+    out_file: str | Path | None = None,
+    model: torch.nn.Module | LoadedModel | None = None,
+    tokenizer: object | None = None,
+    truncation_seq_length: int = 1024,
+    toks_per_batch: int = 2048,
+    *,
+    failure_log: str | Path | None = None,
+) -> tuple[list[str], list[torch.Tensor]]:
+    """Embed one FASTA file; drop-in for VirNucPro's `units.extract_fast_esm`.
+
+    Returns `(proteins, data)`: record IDs in FASTA order and float32 tensors of shape
+    `(hidden_size,)`. With `out_file`, also writes `{'proteins', 'data'}` there atomically.
+    `model`/`tokenizer` are a preloaded Hugging Face model (SDPA) and its tokenizer, or a
+    `LoadedModel`; without them FastESM2_650 is loaded once per process. Bad records are
+    skipped and appended to `failure_log` (default `./extraction_failures.log`); a file that
+    cannot be read raises `FastaError`.
+    """
+    loaded = _as_loaded(model, tokenizer)
+    settings = ExtractionSettings(toks_per_batch, truncation_seq_length)
+    log_path = Path(failure_log) if failure_log is not None else Path.cwd() / FAILURE_LOG_NAME
+    job = FileJob(Path(fasta_file), Path(out_file) if out_file is not None else Path(""))
+    prepared = prepare_file(job, loaded, settings)
+    warn_about_records(prepared, settings)
+    proteins, data, failures = assemble_output(
+        compute_file(prepared, loaded), loaded.hidden_size
+    )
+    if out_file is not None:
+        save_embeddings_atomic(out_file, proteins, data)
+    if failures:
+        FailureLog(log_path).record_many(fasta_file, failures)
+        log.warning("%s: %d records failed (see %s)", fasta_file, len(failures), log_path)
+    return proteins, data
+
+
+def extract_files(
+    inputs: Sequence[str | Path],
+    output_dir: str | Path | None = None,
+    *,
+    model: str | torch.nn.Module | LoadedModel = DEFAULT_MODEL,
+    tokenizer: object | None = None,
+    revision: str | None = None,
+    device: str = "cuda",
+    dtype: str | None = None,
+    toks_per_batch: int = 2048,
+    truncation_seq_length: int = 1024,
+    overwrite: bool = False,
+    failure_log: str | Path | None = None,
+    show_progress: bool = True,
+) -> RunSummary:
+    """Embed many FASTA files (or folders of them) with the model loaded once.
+
+    Outputs go beside each input, or under `output_dir` keeping folder layout. Finished
+    outputs are skipped unless `overwrite`. Reading and writing overlap with compute.
+    """
+    jobs = plan_jobs(list(inputs), output_dir)
+    if isinstance(model, str):
+        loaded = load_model(model, revision=revision, device=device, dtype=dtype)
+    else:
+        loaded = _as_loaded(model, tokenizer)
+    default_log_dir = Path(output_dir) if output_dir is not None else Path.cwd()
+    log_path = Path(failure_log) if failure_log is not None else default_log_dir / FAILURE_LOG_NAME
+    settings = ExtractionSettings(toks_per_batch, truncation_seq_length, overwrite)
+    log.info("extracting %d files with %s on %s (%s, hidden size %d)", len(jobs),
+             loaded.model_id, loaded.device, str(loaded.dtype).removeprefix("torch."),
+             loaded.hidden_size)
+    summary = Extractor(loaded, settings, FailureLog(log_path), show_progress).run(jobs)
+    log.info("done in %.1f s: %d files written, %d skipped, %d failed; %d records embedded, "
+             "%d failed", summary.seconds, summary.count("written"), summary.count("skipped"),
+             summary.count("failed"), summary.records_embedded, summary.records_failed)
+    return summary

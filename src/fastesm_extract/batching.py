@@ -1,0 +1,66 @@
+"""Length-sorted, padded-token-budget batches and their collation into model inputs (SPEC 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .tokens import EsmAlphabet
+
+SPECIAL_TOKENS_PER_SEQUENCE = 2  # <cls> and <eos>
+
+
+def make_batches(token_counts: Sequence[int], toks_per_batch: int) -> list[list[int]]:
+    """Group sequence indices so that `longest_in_batch * count <= toks_per_batch`.
+
+    `token_counts` include the special tokens. Sequences are taken shortest first (stable for
+    ties, so the result depends only on the file); one longer than the budget goes alone.
+    """
+    order = sorted(range(len(token_counts)), key=token_counts.__getitem__)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        # Sorted ascending, so the newcomer is the longest of the batch.
+        if current and token_counts[index] * (len(current) + 1) > toks_per_batch:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@dataclass(frozen=True)
+class BatchInputs:
+    """Model inputs for one batch; `rows` are record indices within the file."""
+
+    rows: list[int]
+    row_index: torch.Tensor  # (b,) int64: `rows` as a tensor, to place results without a sync
+    input_ids: torch.Tensor  # (b, l) int64: <cls> residues <eos> <pad>...
+    residue_counts: torch.Tensor  # (b,) int64: residues per row (tokens minus <cls>/<eos>)
+
+    def pin_memory(self) -> BatchInputs:
+        """Page-locked copies, so host-to-GPU transfers can be asynchronous."""
+        return BatchInputs(
+            self.rows,
+            self.row_index.pin_memory(),
+            self.input_ids.pin_memory(),
+            self.residue_counts.pin_memory(),
+        )
+
+
+def collate(alphabet: EsmAlphabet, tokens: Sequence[np.ndarray], rows: list[int]) -> BatchInputs:
+    """Pad the residue tokens of `rows` into one `<cls> ... <eos>` batch."""
+    counts = np.fromiter((len(tokens[row]) for row in rows), dtype=np.int64, count=len(rows))
+    width = int(counts.max()) + SPECIAL_TOKENS_PER_SEQUENCE
+    input_ids = np.full((len(rows), width), alphabet.pad_id, dtype=np.int64)
+    input_ids[:, 0] = alphabet.cls_id
+    for position, row in enumerate(rows):
+        residues = tokens[row]
+        input_ids[position, 1 : len(residues) + 1] = residues
+    input_ids[np.arange(len(rows)), counts + 1] = alphabet.eos_id
+    row_index = torch.tensor(rows, dtype=torch.int64)
+    return BatchInputs(rows, row_index, torch.from_numpy(input_ids), torch.from_numpy(counts))

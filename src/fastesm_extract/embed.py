@@ -1,0 +1,65 @@
+"""A batch becomes embeddings: forward pass, masked mean over residues, OOM splitting."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from .batching import BatchInputs
+from .model import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+@torch.inference_mode()
+def embed_batch(loaded: LoadedModel, batch: BatchInputs) -> torch.Tensor:
+    """Mean of `last_hidden_state` over residue positions: (b, hidden) float32 on the device."""
+    device = loaded.device
+    non_blocking = device.type == "cuda"
+    input_ids = batch.input_ids.to(device, non_blocking=non_blocking)  # (b, l)
+    residues = batch.residue_counts.to(device, non_blocking=non_blocking)  # (b,)
+    positions = torch.arange(input_ids.shape[1], device=device)  # (l,)
+    attention_mask = (positions < (residues + 2).unsqueeze(1)).long()  # (b, l): <cls>..<eos>
+    residue_mask = (positions >= 1) & (positions <= residues.unsqueeze(1))  # (b, l)
+    hidden = loaded.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    # Accumulate in float32 whatever the model dtype: (b, 1, l) @ (b, l, d) -> (b, d)
+    summed = torch.bmm(residue_mask.unsqueeze(1).float(), hidden.float()).squeeze(1)
+    return summed / residues.unsqueeze(1).float()
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """Embeddings for `rows`, or the error that left them without one."""
+
+    rows: list[int]
+    embeddings: torch.Tensor | None = None  # (len(rows), hidden) float32
+    error: str | None = None
+
+
+def embed_with_oom_split(
+    embed: Callable[[BatchInputs], torch.Tensor],
+    batch: BatchInputs,
+    collate_rows: Callable[[list[int]], BatchInputs],
+) -> Iterator[BatchOutcome]:
+    """Embed `batch`; on CUDA out-of-memory split it in halves and retry, down to one sequence.
+
+    `collate_rows` rebuilds model inputs for a subset of the rows.
+    """
+    try:
+        yield BatchOutcome(batch.rows, embeddings=embed(batch))
+        return
+    except torch.cuda.OutOfMemoryError as error:
+        message = str(error).splitlines()[0] if str(error) else "CUDA out of memory"
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    rows = batch.rows
+    if len(rows) == 1:
+        yield BatchOutcome(rows, error=f"CUDA out of memory for a single sequence: {message}")
+        return
+    log.warning("CUDA out of memory on a batch of %d sequences; splitting it", len(rows))
+    middle = len(rows) // 2
+    for half in (rows[:middle], rows[middle:]):
+        yield from embed_with_oom_split(embed, collate_rows(half), collate_rows)

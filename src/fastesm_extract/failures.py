@@ -1,0 +1,57 @@
+"""Failure records and the tab-separated `extraction_failures.log` (SPEC section 5)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+FAILURE_LOG_NAME = "extraction_failures.log"
+WHOLE_FILE = "-"
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    """A record (or, with `record_id == "-"`, a whole file) that produced no embedding."""
+
+    record_id: str
+    kind: str
+    message: str
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).replace("\t", " ").split())
+
+
+class FailureLog:
+    """Appends one line per failure: UTC time, input file, record ID, kind, message.
+
+    The file is created on the first failure only, so a clean run leaves nothing behind.
+    Thread-safe: the reader, compute and writer stages all report here.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def record(self, input_file: str | Path, failure: RecordFailure) -> None:
+        self.record_many(input_file, [failure])
+
+    def record_many(self, input_file: str | Path, failures: list[RecordFailure]) -> None:
+        if not failures:
+            return
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        lines = "".join(
+            "\t".join(
+                (now, _one_line(input_file), _one_line(f.record_id), f.kind, _one_line(f.message))
+            )
+            + "\n"
+            for f in failures
+        )
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(lines)
+            self.count += len(failures)

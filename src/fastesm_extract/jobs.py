@@ -1,0 +1,63 @@
+"""Command-line inputs (files and folders) -> (FASTA, output path) jobs (SPEC section 7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .fasta import is_fasta_name, output_stem
+from .store import OUTPUT_SUFFIX
+
+
+class InputError(Exception):
+    """The inputs cannot be turned into jobs; the message says which path and why."""
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One FASTA file and the `_ESM.pt` it becomes."""
+
+    fasta: Path
+    output: Path
+
+
+def output_path_for(fasta: Path, output_dir: Path | None, relative_to: Path | None) -> Path:
+    """`<stem>_ESM.pt` beside the input, or under `output_dir` keeping the folder layout."""
+    name = output_stem(fasta) + OUTPUT_SUFFIX
+    if output_dir is None:
+        return fasta.parent / name
+    if relative_to is None:
+        return output_dir / name
+    return output_dir / fasta.parent.relative_to(relative_to) / name
+
+
+def plan_jobs(inputs: list[str | Path], output_dir: str | Path | None = None) -> list[FileJob]:
+    """Expand files and folders (searched recursively for .fa/.faa/.fasta[.gz]) into jobs.
+
+    Raises `InputError` for a missing path, a folder without FASTA files, or two inputs that
+    would write the same output.
+    """
+    out = Path(output_dir) if output_dir is not None else None
+    jobs: list[FileJob] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and is_fasta_name(p))
+            if not found:
+                raise InputError(f"{path} is a folder with no .fa/.faa/.fasta(.gz) files")
+            jobs.extend(FileJob(p, output_path_for(p, out, path)) for p in found)
+        elif path.exists():
+            jobs.append(FileJob(path, output_path_for(path, out, None)))
+        else:
+            raise InputError(f"{path} does not exist")
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        key = job.output.resolve()
+        if key in seen and seen[key] != job.fasta.resolve():
+            raise InputError(
+                f"{seen[key]} and {job.fasta} would both write {job.output}; rename one"
+            )
+        seen[key] = job.fasta.resolve()
+    # The same file named twice (e.g. a file and its folder) is done once.
+    unique = {job.output.resolve(): job for job in jobs}
+    return list(unique.values())

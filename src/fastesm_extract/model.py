@@ -1,0 +1,150 @@
+"""Load a checkpoint once: SDPA attention (verified), dtype and device rules of SPEC section 6."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from .tokens import EsmAlphabet, TokenizerMismatchError
+
+DEFAULT_MODEL = "Synthyra/FastESM2_650"
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be loaded or used as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready for extraction, kept on its device for the whole run."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    alphabet: EsmAlphabet
+    model_id: str
+    device: torch.device
+    dtype: torch.dtype
+    hidden_size: int
+    is_demo: bool = False
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The requested device; CUDA that is not there is an error, never a silent CPU fallback."""
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ModelLoadError(f"unknown device {device!r}: use 'cuda', 'cuda:N' or 'cpu'") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(
+            "CUDA is not available on this machine (torch "
+            f"{torch.__version__}); pass --device cpu to run on the CPU (much slower)"
+        )
+    if resolved.type not in ("cuda", "cpu"):
+        raise ModelLoadError(f"unsupported device {device!r}: use 'cuda', 'cuda:N' or 'cpu'")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """float16 on CUDA unless bfloat16/float32 is asked for; float32 on the CPU."""
+    if dtype is None or dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    resolved = _DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if resolved not in _DTYPES.values():
+        raise ModelLoadError(f"unsupported dtype {dtype!r}: use float16, bfloat16 or float32")
+    if device.type == "cpu" and resolved != torch.float32:
+        raise ModelLoadError(f"dtype {dtype} is not supported on the CPU: use float32")
+    return resolved
+
+
+def uses_sdpa(model: torch.nn.Module) -> bool:
+    """True when the model really runs scaled-dot-product attention.
+
+    FastESM-style remote code exposes `attn_backend` on its config (and its attention
+    modules); native transformers models record the choice in `config._attn_implementation`.
+    """
+    config = model.config
+    backend = getattr(config, "attn_backend", None)
+    if backend is not None:
+        module_backends = {
+            getattr(module, "attn_backend")
+            for module in model.modules()
+            if isinstance(getattr(module, "attn_backend", None), str)
+        }
+        return backend == "sdpa" and module_backends <= {"sdpa"}
+    return getattr(config, "_attn_implementation", None) == "sdpa"
+
+
+def prepare_model(
+    model: torch.nn.Module, tokenizer: object | None = None, model_id: str | None = None
+) -> LoadedModel:
+    """Wrap an already loaded model (and tokenizer) after checking it is usable."""
+    if tokenizer is None:
+        tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ModelLoadError("no tokenizer given and the model has no `tokenizer` attribute")
+    if not uses_sdpa(model):
+        raise ModelLoadError(
+            "the model does not use SDPA attention: load it with attn_implementation='sdpa' "
+            "(or attn_backend='sdpa' for FastESM), or let fastesm-extract load it"
+        )
+    try:
+        alphabet = EsmAlphabet.from_tokenizer(tokenizer)
+    except TokenizerMismatchError as error:
+        raise ModelLoadError(str(error)) from error
+    parameter = next(model.parameters())
+    config = model.config
+    return LoadedModel(
+        model=model.eval(),
+        tokenizer=tokenizer,
+        alphabet=alphabet,
+        model_id=model_id or getattr(config, "name_or_path", "") or type(model).__name__,
+        device=parameter.device,
+        dtype=parameter.dtype,
+        hidden_size=int(config.hidden_size),
+        is_demo=bool(getattr(config, "fastesm_extract_demo", False)),
+    )
+
+
+def load_model(
+    model_id: str = DEFAULT_MODEL,
+    *,
+    revision: str | None = None,
+    device: str | torch.device = "cuda",
+    dtype: str | torch.dtype | None = None,
+) -> LoadedModel:
+    """Load `model_id` (hub ID or local folder) with SDPA attention on `device`."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    try:
+        config = AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=True)
+        options: dict = {"revision": revision, "trust_remote_code": True, "dtype": resolved_dtype}
+        if hasattr(config, "attn_backend"):  # FastESM remote code chooses attention this way
+            config.attn_backend = "sdpa"
+        else:
+            options["attn_implementation"] = "sdpa"
+        if getattr(config, "model_type", None) == "esm":
+            options["add_pooling_layer"] = False  # unused, and absent from ESM checkpoints
+        model = AutoModel.from_pretrained(model_id, config=config, **options)
+        tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
+    except (OSError, ValueError, ImportError, KeyError) as error:
+        raise ModelLoadError(
+            f"cannot load model {model_id!r}"
+            + (f" at revision {revision!r}" if revision else "")
+            + f": {error}. Offline? Use a local checkpoint folder or a model already in the "
+            "Hugging Face cache (HF_HUB_OFFLINE=1)."
+        ) from error
+    model = model.to(resolved_device).eval()
+    loaded = prepare_model(model, tokenizer, model_id)
+    if loaded.is_demo:
+        log.warning("model %s is a DEMO checkpoint with RANDOM weights: embeddings are "
+                    "meaningless, for trying the tool only", model_id)
+    return loaded

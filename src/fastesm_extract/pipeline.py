@@ -1,0 +1,321 @@
+"""Many FASTA files -> `_ESM.pt` outputs, pipelined: prepare ahead, compute, write behind.
+
+Per file: read -> tokenize -> batch (reader thread) -> embed -> pool (caller's thread, the
+device) -> validate -> write (writer thread). Batches never mix files, so an output is the
+same bitwise however many files are processed together or whether the run was resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .batching import SPECIAL_TOKENS_PER_SEQUENCE, BatchInputs, collate, make_batches
+from .embed import embed_batch, embed_with_oom_split
+from .failures import WHOLE_FILE, FailureLog, RecordFailure
+from .fasta import FastaContents, FastaError, read_fasta
+from .jobs import FileJob
+from .model import LoadedModel
+from .progress import RunProgress
+from .store import (
+    OutputError,
+    embeddings_from_block,
+    load_embeddings,
+    save_embeddings_atomic,
+    validate_embeddings,
+)
+
+log = logging.getLogger("fastesm_extract")
+
+WRITTEN, SKIPPED, FAILED = "written", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """How sequences are cut and grouped; the defaults are the original ESM2 settings."""
+
+    toks_per_batch: int = 2048
+    truncation_seq_length: int = 1024
+    overwrite: bool = False
+    prefetch_files: int = 2  # files read and tokenized ahead of the device
+
+    def __post_init__(self) -> None:
+        if self.toks_per_batch < 1 or self.truncation_seq_length < 1:
+            raise ValueError("toks_per_batch and truncation_seq_length must be positive")
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input file."""
+
+    job: FileJob
+    status: str  # WRITTEN, SKIPPED or FAILED
+    n_read: int = 0
+    n_embedded: int = 0
+    n_failed: int = 0
+    n_truncated: int = 0
+    message: str = ""
+
+
+@dataclass
+class RunSummary:
+    """Totals of a run; `ok` is False when any file or record failed."""
+
+    results: list[FileResult] = field(default_factory=list)
+    failure_log: Path | None = None
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(result.status == status for result in self.results)
+
+    @property
+    def records_embedded(self) -> int:
+        return sum(result.n_embedded for result in self.results)
+
+    @property
+    def records_failed(self) -> int:
+        return sum(result.n_failed for result in self.results)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(FAILED) == 0 and self.records_failed == 0
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A file read, tokenized and batched, ready for the device."""
+
+    job: FileJob
+    contents: FastaContents
+    tokens: list[np.ndarray]  # residue token ids per record, truncated
+    batches: list[BatchInputs]
+    n_truncated: int
+
+
+@dataclass(frozen=True)
+class ComputedFile:
+    """Embeddings of a file on the CPU, one row per record in FASTA order."""
+
+    prepared: PreparedFile
+    block: torch.Tensor  # (n_records, hidden) float32
+    embedded: torch.Tensor  # (n_records,) bool: rows holding a valid embedding
+    failures: list[RecordFailure]  # compute-time failures, in addition to parse failures
+
+
+def prepare_file(
+    job: FileJob, loaded: LoadedModel, settings: ExtractionSettings
+) -> PreparedFile:
+    """Read, tokenize and batch one FASTA file. Raises `FastaError` for an unusable file."""
+    contents = read_fasta(job.fasta)
+    if not contents.records:
+        raise FastaError(f"{job.fasta} has no usable records ({len(contents.failures)} failed)")
+    full = loaded.alphabet.encode([record.sequence for record in contents.records])
+    limit = settings.truncation_seq_length
+    n_truncated = sum(len(tokens) > limit for tokens in full)
+    tokens = [ids[:limit] for ids in full]
+    groups = make_batches(
+        [len(ids) + SPECIAL_TOKENS_PER_SEQUENCE for ids in tokens], settings.toks_per_batch
+    )
+    batches = [collate(loaded.alphabet, tokens, rows) for rows in groups]
+    if loaded.device.type == "cuda":
+        batches = [batch.pin_memory() for batch in batches]
+    return PreparedFile(job, contents, tokens, batches, n_truncated)
+
+
+def compute_file(
+    prepared: PreparedFile,
+    loaded: LoadedModel,
+    on_batch: Callable[[int], None] = lambda count: None,
+) -> ComputedFile:
+    """Embed every batch of a prepared file; a failing batch fails its records, not the run."""
+    n_records = len(prepared.tokens)
+    block = torch.zeros(n_records, loaded.hidden_size, dtype=torch.float32, device=loaded.device)
+    embedded = torch.zeros(n_records, dtype=torch.bool)
+    failures: list[RecordFailure] = []
+    records = prepared.contents.records
+
+    def embed(batch: BatchInputs) -> torch.Tensor:
+        return embed_batch(loaded, batch)
+
+    def collate_rows(rows: list[int]) -> BatchInputs:
+        return collate(loaded.alphabet, prepared.tokens, rows)
+
+    for batch in prepared.batches:
+        try:
+            for outcome in embed_with_oom_split(embed, batch, collate_rows):
+                if outcome.embeddings is None:
+                    failures += [RecordFailure(records[r].id, "out_of_memory", outcome.error or "")
+                                 for r in outcome.rows]
+                    continue
+                index = torch.tensor(outcome.rows, device=loaded.device)
+                if outcome.rows == batch.rows:  # the usual case: index already pinned
+                    index = batch.row_index.to(loaded.device, non_blocking=True)
+                block.index_copy_(0, index, outcome.embeddings)
+                embedded[outcome.rows] = True
+        except Exception as error:  # noqa: BLE001 - a bad batch is logged, the run goes on
+            message = f"{type(error).__name__}: {error}"
+            failures += [RecordFailure(records[r].id, "batch_error", message) for r in batch.rows]
+            embedded[batch.rows] = False
+        on_batch(len(batch.rows))
+    block = block.cpu()  # one device-to-host transfer per file
+    finite = torch.isfinite(block).all(dim=1)
+    for row in torch.nonzero(embedded & ~finite).flatten().tolist():
+        failures.append(RecordFailure(records[row].id, "non_finite_embedding",
+                                      "embedding has NaN or infinite values"))
+    return ComputedFile(prepared, block, embedded & finite, failures)
+
+
+def assemble_output(
+    computed: ComputedFile, hidden_size: int
+) -> tuple[list[str], list[torch.Tensor], list[RecordFailure]]:
+    """FASTA-ordered IDs and embeddings, checked: raises `OutputError` if they do not add up."""
+    records = computed.prepared.contents.records
+    keep = computed.embedded
+    proteins = [record.id for record, ok in zip(records, keep.tolist()) if ok]
+    block = computed.block if bool(keep.all()) else computed.block[keep]
+    data = embeddings_from_block(block)
+    failures = computed.prepared.contents.failures + computed.failures
+    problems = validate_embeddings(proteins, data, hidden_size)
+    n_read = computed.prepared.contents.n_read
+    if len(proteins) + len(failures) != n_read:
+        problems.append(f"{len(proteins)} embedded + {len(failures)} failed != {n_read} read")
+    if problems:
+        raise OutputError(f"{computed.prepared.job.fasta}: " + "; ".join(problems))
+    return proteins, data, failures
+
+
+def existing_output_is_valid(job: FileJob, hidden_size: int) -> bool:
+    """True when the output exists, loads safely and validates; reports an invalid one."""
+    if not job.output.exists():
+        return False
+    try:
+        load_embeddings(job.output, hidden_size)
+    except OutputError as error:
+        log.warning("existing output will be rebuilt: %s", error)
+        return False
+    return True
+
+
+def warn_about_records(prepared: PreparedFile, settings: ExtractionSettings) -> None:
+    contents = prepared.contents
+    if contents.duplicate_ids:
+        shown = ", ".join(contents.duplicate_ids[:5])
+        log.warning("%s: %d duplicate IDs kept in order (merge_data() keeps the last): %s",
+                    contents.path, len(contents.duplicate_ids), shown)
+    if prepared.n_truncated:
+        log.warning("%s: %d sequences longer than %d residues were truncated",
+                    contents.path, prepared.n_truncated, settings.truncation_seq_length)
+
+
+class Extractor:
+    """Runs jobs through prepare -> compute -> write with the model loaded once."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: ExtractionSettings,
+        failure_log: FailureLog,
+        show_progress: bool = True,
+    ) -> None:
+        self.loaded = loaded
+        self.settings = settings
+        self.failure_log = failure_log
+        self.show_progress = show_progress
+
+    def _prepare(self, job: FileJob) -> PreparedFile | FileResult:
+        if not self.settings.overwrite and existing_output_is_valid(job, self.loaded.hidden_size):
+            return FileResult(job, SKIPPED, message="valid output exists")
+        try:
+            prepared = prepare_file(job, self.loaded, self.settings)
+        except FastaError as error:
+            return self._file_failed(job, "unreadable_file", str(error))
+        except Exception as error:  # noqa: BLE001 - one bad file must not end the run
+            return self._file_failed(job, "file_error", f"{type(error).__name__}: {error}")
+        warn_about_records(prepared, self.settings)
+        return prepared
+
+    def _file_failed(self, job: FileJob, kind: str, message: str, n_read: int = 0) -> FileResult:
+        self.failure_log.record(job.fasta, RecordFailure(WHOLE_FILE, kind, message))
+        log.error("%s: %s", job.fasta, message)
+        return FileResult(job, FAILED, n_read=n_read, n_failed=n_read, message=message)
+
+    def _write(self, computed: ComputedFile) -> FileResult:
+        job = computed.prepared.job
+        n_read = computed.prepared.contents.n_read
+        try:
+            proteins, data, failures = assemble_output(computed, self.loaded.hidden_size)
+            save_embeddings_atomic(job.output, proteins, data)
+        except (OutputError, OSError) as error:
+            return self._file_failed(job, "write_error", str(error), n_read)
+        self.failure_log.record_many(job.fasta, failures)
+        if failures:
+            log.warning("%s: %d of %d records failed (see %s)",
+                        job.fasta, len(failures), n_read, self.failure_log.path)
+        return FileResult(job, WRITTEN, n_read, len(proteins), len(failures),
+                          computed.prepared.n_truncated)
+
+    def _prepared_in_background(
+        self, jobs: list[FileJob], stop: threading.Event
+    ) -> Iterator[PreparedFile | FileResult]:
+        """Yield `_prepare(job)` for each job, computed up to `prefetch_files` ahead."""
+        ready: queue.Queue = queue.Queue(maxsize=max(1, self.settings.prefetch_files))
+        done = object()
+
+        def produce() -> None:
+            for job in jobs:
+                item = self._prepare(job)
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(done)
+
+        threading.Thread(target=produce, name="fastesm-prepare", daemon=True).start()
+        while (item := ready.get()) is not done:
+            yield item
+
+    def run(self, jobs: Iterable[FileJob]) -> RunSummary:
+        """Process every job; returns the summary (never raises for a bad file or record)."""
+        jobs = list(jobs)
+        started = time.perf_counter()
+        summary = RunSummary(failure_log=self.failure_log.path)
+        progress = RunProgress(len(jobs), enabled=self.show_progress)
+        stop = threading.Event()
+        pending: list[Future] = []
+
+        def collect(future: Future) -> None:
+            summary.results.append(future.result())
+            progress.file_done()
+
+        try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastesm-write") as writer:
+                for item in self._prepared_in_background(jobs, stop):
+                    if isinstance(item, FileResult):
+                        summary.results.append(item)
+                        progress.file_done()
+                        continue
+                    computed = compute_file(item, self.loaded, progress.sequences)
+                    pending.append(writer.submit(self._write, computed))
+                    # Bound memory: at most two finished files wait for the disk.
+                    while len(pending) > 2:
+                        collect(pending.pop(0))
+                for future in pending:
+                    collect(future)
+        finally:
+            stop.set()
+            progress.close()
+        summary.seconds = time.perf_counter() - started
+        return summary

@@ -1,0 +1,96 @@
+"""VirNucPro `_ESM.pt` files: atomic writing, safe loading, validation (SPEC section 4)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+OUTPUT_SUFFIX = "_ESM.pt"
+TEMP_PREFIX = ".tmp-"
+
+
+class OutputError(Exception):
+    """An output file is missing, unloadable or not in the VirNucPro format."""
+
+
+def embeddings_from_block(block: torch.Tensor) -> list[torch.Tensor]:
+    """One (hidden,) tensor per row, as views of one float32 block.
+
+    The views share a single storage, so `torch.save` writes one contiguous array instead of
+    thousands of small ones; loading gives the same list of 1-D float32 tensors.
+    """
+    return list(block.contiguous().unbind(0))
+
+
+def validate_embeddings(
+    proteins: object, data: object, hidden_size: int | None = None
+) -> list[str]:
+    """Problems that make `{'proteins': proteins, 'data': data}` unusable; empty when valid."""
+    if not isinstance(proteins, list) or not all(isinstance(p, str) for p in proteins):
+        return ["'proteins' is not a list of strings"]
+    if not isinstance(data, list) or not all(isinstance(t, torch.Tensor) for t in data):
+        return ["'data' is not a list of tensors"]
+    if len(proteins) != len(data):
+        return [f"{len(proteins)} proteins but {len(data)} embeddings"]
+    problems = []
+    for label, tensor in zip(proteins, data):
+        if tensor.dim() != 1 or tensor.dtype != torch.float32:
+            problems.append(f"{label}: shape {tuple(tensor.shape)} {tensor.dtype}, not 1-D float32")
+        elif hidden_size is not None and tensor.shape[0] != hidden_size:
+            problems.append(f"{label}: {tensor.shape[0]} dimensions, expected {hidden_size}")
+        elif not bool(torch.isfinite(tensor).all()):
+            problems.append(f"{label}: embedding has NaN or infinite values")
+        if len(problems) >= 5:
+            problems.append("...")
+            break
+    return problems
+
+
+def load_embeddings(
+    path: str | Path, hidden_size: int | None = None
+) -> tuple[list[str], list[torch.Tensor]]:
+    """Load and validate an output with `weights_only=True` (never unpickles code)."""
+    path = Path(path)
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile
+    ) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise OutputError(f"{path} cannot be loaded: {type(error).__name__} {first_line}") from error
+    if not isinstance(content, dict) or set(content) != {"proteins", "data"}:
+        keys = sorted(content) if isinstance(content, dict) else type(content).__name__
+        raise OutputError(f"{path} is not an _ESM.pt file: expected keys proteins, data; got {keys}")
+    problems = validate_embeddings(content["proteins"], content["data"], hidden_size)
+    if problems:
+        raise OutputError(f"{path} is invalid: " + "; ".join(problems))
+    return content["proteins"], content["data"]
+
+
+def save_embeddings_atomic(
+    path: str | Path, proteins: list[str], data: list[torch.Tensor]
+) -> None:
+    """Write `{'proteins', 'data'}` so that `path` is either absent, old, or complete.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, and only then
+    renamed over `path` (`os.replace` is atomic within a file system).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=".part", delete=False
+    )
+    try:
+        with handle:
+            torch.save({"proteins": proteins, "data": data}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
