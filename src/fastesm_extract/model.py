@@ -134,7 +134,9 @@ def load_model(
         model = AutoModel.from_pretrained(model_id, config=config, **options)
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
+            tokenizer = AutoTokenizer.from_pretrained(
+                model_id, revision=revision, trust_remote_code=True
+            )
     except (OSError, ValueError, ImportError, KeyError) as error:
         raise ModelLoadError(
             f"cannot load model {model_id!r}"

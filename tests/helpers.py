@@ -1,0 +1,27 @@
+"""Small test helpers: FASTA writing and deterministic random proteins."""
+
+from pathlib import Path
+
+import torch
+
+
+def write_fasta(path: Path, records: list[tuple[str, str]]) -> Path:
+    """Write `(header, sequence)` pairs as FASTA, sequences wrapped at 60 columns."""
+    lines = []
+    for header, sequence in records:
+        lines.append(f">{header}")
+        lines += [sequence[i : i + 60] for i in range(0, len(sequence), 60)] or [""]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def random_proteins(count: int, low: int, high: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Deterministic random proteins `(id, sequence)` with lengths in [low, high]."""
+    generator = torch.Generator().manual_seed(seed)
+    alphabet = "ACDEFGHIKLMNPQRSTVWY"
+    records = []
+    for index in range(count):
+        length = int(torch.randint(low, high + 1, (1,), generator=generator))
+        picks = torch.randint(0, len(alphabet), (length,), generator=generator).tolist()
+        records.append((f"prot_{seed}_{index}", "".join(alphabet[p] for p in picks)))
+    return records

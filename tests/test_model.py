@@ -1,0 +1,95 @@
+import pytest
+import torch
+from fast_esm_checkpoint import build_fast_esm_checkpoint
+from helpers import random_proteins, write_fasta
+from transformers import AutoModel, AutoTokenizer
+
+from fastesm_extract import ModelLoadError, extract_fast_esm, load_model, prepare_model
+from fastesm_extract.model import resolve_device, resolve_dtype, uses_sdpa
+
+
+def test_native_checkpoint_loads_with_sdpa_on_cpu_float32(tiny_checkpoint):
+    loaded = load_model(str(tiny_checkpoint), device="cpu")
+    assert loaded.model.config._attn_implementation == "sdpa"
+    assert uses_sdpa(loaded.model)
+    assert loaded.device == torch.device("cpu") and loaded.dtype == torch.float32
+    assert loaded.hidden_size == 32
+    assert loaded.is_demo  # built by build_demo_checkpoint: random weights are announced
+    assert not loaded.model.training
+    assert loaded.model.pooler is None  # the unused pooler is not built
+
+
+def test_demo_checkpoint_warns_about_random_weights(tiny_checkpoint, caplog):
+    with caplog.at_level("WARNING"):
+        load_model(str(tiny_checkpoint), device="cpu")
+    assert "RANDOM weights" in caplog.text
+
+
+def test_cuda_requested_without_cuda_is_an_error_not_a_cpu_fallback(tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelLoadError, match="CUDA is not available.*--device cpu"):
+        load_model(str(tiny_checkpoint), device="cuda")
+    with pytest.raises(ModelLoadError, match="CUDA is not available"):
+        resolve_device("cuda:1")
+
+
+def test_dtype_rules():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert resolve_dtype(None, cuda) == torch.float16
+    assert resolve_dtype("auto", cuda) == torch.float16
+    assert resolve_dtype("bfloat16", cuda) == torch.bfloat16
+    assert resolve_dtype(None, cpu) == torch.float32
+    with pytest.raises(ModelLoadError, match="not supported on the CPU"):
+        resolve_dtype("float16", cpu)
+    with pytest.raises(ModelLoadError, match="unsupported dtype"):
+        resolve_dtype("int8", cuda)
+    with pytest.raises(ModelLoadError, match="unsupported device"):
+        resolve_device("mps")
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="cannot load model.*local checkpoint folder"):
+        load_model(str(tmp_path / "nowhere"), device="cpu")
+
+
+def test_a_model_without_sdpa_is_refused(tiny_checkpoint):
+    eager = AutoModel.from_pretrained(str(tiny_checkpoint), attn_implementation="eager")
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_checkpoint))
+    assert not uses_sdpa(eager)
+    with pytest.raises(ModelLoadError, match="does not use SDPA"):
+        prepare_model(eager, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def fast_esm_folder(tmp_path_factory, tiny_checkpoint):
+    """A trust_remote_code FastESM-shaped checkpoint holding the tiny native model's weights."""
+    native = AutoModel.from_pretrained(str(tiny_checkpoint), add_pooling_layer=False)
+    return build_fast_esm_checkpoint(
+        tmp_path_factory.mktemp("fast-esm"), num_layers=2, hidden_size=32, num_heads=4,
+        attn_backend="manual", state_dict=native.state_dict(),
+    )
+
+
+def test_remote_code_checkpoint_is_switched_to_sdpa(fast_esm_folder):
+    on_disk = AutoModel.from_pretrained(str(fast_esm_folder), trust_remote_code=True)
+    assert on_disk.config.model_type == "fast_esm"
+    assert on_disk.config.attn_backend == "manual" and not uses_sdpa(on_disk)
+
+    loaded = load_model(str(fast_esm_folder), device="cpu")
+    assert loaded.model.config.attn_backend == "sdpa"
+    backends = {m.attn_backend for m in loaded.model.modules() if hasattr(m, "attn_backend")}
+    assert backends == {"sdpa"}
+    assert loaded.tokenizer is loaded.model.tokenizer  # FastESM's own tokenizer attribute
+    assert loaded.hidden_size == 32
+
+
+def test_remote_code_and_native_models_give_the_same_embeddings(
+    tmp_path, fast_esm_folder, tiny_model
+):
+    fasta = write_fasta(tmp_path / "p.fa", random_proteins(40, 1, 300, seed=3))
+    remote = load_model(str(fast_esm_folder), device="cpu")
+    ids_remote, data_remote = extract_fast_esm(fasta, model=remote)
+    ids_native, data_native = extract_fast_esm(fasta, model=tiny_model)
+    assert ids_remote == ids_native
+    difference = (torch.stack(data_remote) - torch.stack(data_native)).abs().max()
+    assert difference < 1e-5
