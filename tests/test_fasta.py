@@ -36,8 +36,10 @@ def test_multiline_crlf_and_blank_lines(tmp_path):
 
 def test_bad_records_become_failures_and_the_rest_is_kept(tmp_path):
     path = tmp_path / "bad.fa"
-    path.write_bytes(b">ok1\nMKT\n>empty\n\n>stop_only\n*\n>digits\nMK1T\n>inner_stop\nM*K\n"
-                     b">\nMKT\n>ok2\nxjb-.\n>nul\nMK\x00T\n")
+    path.write_bytes(
+        b">ok1\nMKT\n>empty\n\n>stop_only\n*\n>digits\nMK1T\n>inner_stop\nM*K\n"
+        b">\nMKT\n>ok2\nxjb-.\n>nul\nMK\x00T\n"
+    )
     contents = read_fasta(path)
     assert [(r.id, r.sequence) for r in contents.records] == [("ok1", b"MKT"), ("ok2", b"XJB-.")]
     kinds = {(f.record_id, f.kind) for f in contents.failures}
@@ -58,7 +60,9 @@ def test_duplicate_ids_are_kept_in_order_and_reported(tmp_path):
     path = write_fasta(tmp_path / "d.fa", [("x", "MK"), ("y", "AA"), ("x", "LL")])
     contents = read_fasta(path)
     assert [(r.id, r.sequence) for r in contents.records] == [
-        ("x", b"MK"), ("y", b"AA"), ("x", b"LL")
+        ("x", b"MK"),
+        ("y", b"AA"),
+        ("x", b"LL"),
     ]
     assert contents.duplicate_ids == ["x"]
 
@@ -75,8 +79,12 @@ def test_gzip_is_detected_by_content(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "empty"), (b"\n \n", "empty"), (b"MKTL\n>a\nMK\n", "not FASTA"),
-     (b"\x89PNG\r\n\x1a\n\x00\x00", "not FASTA")],
+    [
+        (b"", "empty"),
+        (b"\n \n", "empty"),
+        (b"MKTL\n>a\nMK\n", "not FASTA"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not FASTA"),
+    ],
 )
 def test_unusable_files_raise_fasta_error(tmp_path, content, message):
     path = tmp_path / "x.fa"
@@ -100,8 +108,13 @@ def test_non_utf8_header_is_a_record_failure(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "stem"),
-    [("output_1.fa", "output_1"), ("output_1.fa.gz", "output_1"), ("x.faa", "x"),
-     ("x.y.fasta", "x.y"), ("X.FASTA.GZ", "X")],
+    [
+        ("output_1.fa", "output_1"),
+        ("output_1.fa.gz", "output_1"),
+        ("x.faa", "x"),
+        ("x.y.fasta", "x.y"),
+        ("X.FASTA.GZ", "X"),
+    ],
 )
 def test_output_stem_removes_fasta_extension_and_gz(tmp_path, name, stem):
     assert output_stem(tmp_path / name) == stem

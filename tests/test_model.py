@@ -65,8 +65,12 @@ def fast_esm_folder(tmp_path_factory, tiny_checkpoint):
     """A trust_remote_code FastESM-shaped checkpoint holding the tiny native model's weights."""
     native = AutoModel.from_pretrained(str(tiny_checkpoint), add_pooling_layer=False)
     return build_fast_esm_checkpoint(
-        tmp_path_factory.mktemp("fast-esm"), num_layers=2, hidden_size=32, num_heads=4,
-        attn_backend="manual", state_dict=native.state_dict(),
+        tmp_path_factory.mktemp("fast-esm"),
+        num_layers=2,
+        hidden_size=32,
+        num_heads=4,
+        attn_backend="manual",
+        state_dict=native.state_dict(),
     )
 
 

@@ -31,8 +31,7 @@ def test_block_views_save_one_storage(tmp_path):
     block = torch.randn(1000, 64)
     views, separate = tmp_path / "views.pt", tmp_path / "separate.pt"
     save_embeddings_atomic(views, [str(i) for i in range(1000)], embeddings_from_block(block))
-    save_embeddings_atomic(separate, [str(i) for i in range(1000)],
-                           [row.clone() for row in block])
+    save_embeddings_atomic(separate, [str(i) for i in range(1000)], [row.clone() for row in block])
     assert views.stat().st_size < separate.stat().st_size
     loaded = load_embeddings(views)[1]
     assert torch.equal(torch.stack(loaded), block)
@@ -59,7 +58,8 @@ def test_validation_names_each_problem():
     assert validate_embeddings(["a", "b"], good, 4) == []
     assert validate_embeddings(["a"], good, 4) == ["1 proteins but 2 embeddings"]
     assert validate_embeddings(["a", "b"], good, 8) == [
-        "a: 4 dimensions, expected 8", "b: 4 dimensions, expected 8"
+        "a: 4 dimensions, expected 8",
+        "b: 4 dimensions, expected 8",
     ]
     nan = [torch.zeros(4), torch.tensor([0.0, float("nan"), 0, 0])]
     assert validate_embeddings(["a", "b"], nan) == ["b: embedding has NaN or infinite values"]

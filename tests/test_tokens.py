@@ -26,8 +26,22 @@ def reference_ids(tokenizer, sequence: bytes) -> list[int]:
 
 
 SPECIAL_CASES = [
-    b"MKTL", b"mktlaag", b"MxbuzoK", b"XBUZO", b"J", b"JJ", b"JJJJ", b"MJJK", b"JMJ",
-    b"J-J", b"M-.K", b"--..", b"MJ.J", b"jjKjj", b"ACDEFGHIKLMNPQRSTVWY", b"M*",
+    b"MKTL",
+    b"mktlaag",
+    b"MxbuzoK",
+    b"XBUZO",
+    b"J",
+    b"JJ",
+    b"JJJJ",
+    b"MJJK",
+    b"JMJ",
+    b"J-J",
+    b"M-.K",
+    b"--..",
+    b"MJ.J",
+    b"jjKjj",
+    b"ACDEFGHIKLMNPQRSTVWY",
+    b"M*",
 ]
 
 
@@ -44,7 +58,9 @@ def test_runs_of_unknown_letters_collapse_like_esm_tokenizer(alphabet):
     assert alphabet.encode([b"MJJJK"])[0].tolist() == [20, unk, 15]
     # Runs never cross a sequence boundary in a vectorized call.
     assert [ids.tolist() for ids in alphabet.encode([b"MJ", b"JK", b"J"])] == [
-        [20, unk], [unk, 15], [unk]
+        [20, unk],
+        [unk, 15],
+        [unk],
     ]
 
 
@@ -52,8 +68,7 @@ def test_random_sequences_match_esm_tokenizer_in_one_vectorized_call(tokenizer, 
     rng = random.Random(7)
     letters = "ACDEFGHIKLMNPQRSTVWYXBUZOJ-.acdejxz"
     raw = [
-        "".join(rng.choice(letters) for _ in range(rng.randint(1, 60))).encode()
-        for _ in range(400)
+        "".join(rng.choice(letters) for _ in range(rng.randint(1, 60))).encode() for _ in range(400)
     ]
     sequences = [clean_sequence(s) for s in raw]
     ours = alphabet.encode(sequences)

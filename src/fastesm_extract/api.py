@@ -16,10 +16,10 @@ from .pipeline import (
     ExtractionSettings,
     Extractor,
     RunSummary,
-    warn_about_records,
     assemble_output,
     compute_file,
     prepare_file,
+    warn_about_records,
 )
 from .store import save_embeddings_atomic
 
@@ -32,7 +32,9 @@ def _default_model() -> LoadedModel:
     return load_model(DEFAULT_MODEL, device="cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _as_loaded(model: torch.nn.Module | LoadedModel | None, tokenizer: object | None) -> LoadedModel:
+def _as_loaded(
+    model: torch.nn.Module | LoadedModel | None, tokenizer: object | None
+) -> LoadedModel:
     if model is None:
         return _default_model()
     if isinstance(model, LoadedModel):
@@ -65,9 +67,7 @@ def extract_fast_esm(
     job = FileJob(Path(fasta_file), Path(out_file) if out_file is not None else Path(""))
     prepared = prepare_file(job, loaded, settings)
     warn_about_records(prepared, settings)
-    proteins, data, failures = assemble_output(
-        compute_file(prepared, loaded), loaded.hidden_size
-    )
+    proteins, data, failures = assemble_output(compute_file(prepared, loaded), loaded.hidden_size)
     if out_file is not None:
         save_embeddings_atomic(out_file, proteins, data)
     if failures:
@@ -104,11 +104,22 @@ def extract_files(
     default_log_dir = Path(output_dir) if output_dir is not None else Path.cwd()
     log_path = Path(failure_log) if failure_log is not None else default_log_dir / FAILURE_LOG_NAME
     settings = ExtractionSettings(toks_per_batch, truncation_seq_length, overwrite)
-    log.info("extracting %d files with %s on %s (%s, hidden size %d)", len(jobs),
-             loaded.model_id, loaded.device, str(loaded.dtype).removeprefix("torch."),
-             loaded.hidden_size)
+    log.info(
+        "extracting %d files with %s on %s (%s, hidden size %d)",
+        len(jobs),
+        loaded.model_id,
+        loaded.device,
+        str(loaded.dtype).removeprefix("torch."),
+        loaded.hidden_size,
+    )
     summary = Extractor(loaded, settings, FailureLog(log_path), show_progress).run(jobs)
-    log.info("done in %.1f s: %d files written, %d skipped, %d failed; %d records embedded, "
-             "%d failed", summary.seconds, summary.count("written"), summary.count("skipped"),
-             summary.count("failed"), summary.records_embedded, summary.records_failed)
+    log.info(
+        "done in %.1f s: %d files written, %d skipped, %d failed; %d records embedded, %d failed",
+        summary.seconds,
+        summary.count("written"),
+        summary.count("skipped"),
+        summary.count("failed"),
+        summary.records_embedded,
+        summary.records_failed,
+    )
     return summary

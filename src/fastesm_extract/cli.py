@@ -1,4 +1,4 @@
-"""Command-line front end: `fastesm-extract extract INPUT... [-o OUTDIR]`; nothing else lives here."""
+"""Command-line front end (`fastesm-extract extract INPUT... [-o OUTDIR]`), nothing else."""
 
 from __future__ import annotations
 
@@ -31,25 +31,54 @@ def build_parser() -> argparse.ArgumentParser:
         "searched recursively). Finished outputs are skipped, so rerunning resumes.",
     )
     extract.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA files or folders")
-    extract.add_argument("-o", "--output-dir", metavar="OUTDIR",
-                         help="write outputs here, keeping folder layout (default: beside inputs)")
-    extract.add_argument("--model", default=DEFAULT_MODEL,
-                         help=f"hub ID or local checkpoint folder (default {DEFAULT_MODEL})")
+    extract.add_argument(
+        "-o",
+        "--output-dir",
+        metavar="OUTDIR",
+        help="write outputs here, keeping folder layout (default: beside inputs)",
+    )
+    extract.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"hub ID or local checkpoint folder (default {DEFAULT_MODEL})",
+    )
     extract.add_argument("--revision", help="pin the model to a branch, tag or commit hash")
-    extract.add_argument("--device", default="cuda",
-                         help="cuda, cuda:N or cpu (default cuda; never falls back silently)")
-    extract.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"],
-                         default="auto", help="auto: float16 on CUDA, float32 on CPU")
-    extract.add_argument("--toks-per-batch", type=int, default=2048,
-                         help="padded tokens per batch, special tokens included (default 2048)")
-    extract.add_argument("--truncation-seq-length", type=int, default=1024,
-                         help="residues kept per sequence (default 1024)")
-    extract.add_argument("--failure-log", metavar="PATH",
-                         help="failure log (default OUTDIR or ./extraction_failures.log)")
-    extract.add_argument("--overwrite", action="store_true",
-                         help="recompute outputs that already exist and are valid")
-    extract.add_argument("-q", "--quiet", action="store_true",
-                         help="no progress bar; warnings and errors only")
+    extract.add_argument(
+        "--device",
+        default="cuda",
+        help="cuda, cuda:N or cpu (default cuda; never falls back silently)",
+    )
+    extract.add_argument(
+        "--dtype",
+        choices=["auto", "float16", "bfloat16", "float32"],
+        default="auto",
+        help="auto: float16 on CUDA, float32 on CPU",
+    )
+    extract.add_argument(
+        "--toks-per-batch",
+        type=int,
+        default=2048,
+        help="padded tokens per batch, special tokens included (default 2048)",
+    )
+    extract.add_argument(
+        "--truncation-seq-length",
+        type=int,
+        default=1024,
+        help="residues kept per sequence (default 1024)",
+    )
+    extract.add_argument(
+        "--failure-log",
+        metavar="PATH",
+        help="failure log (default OUTDIR or ./extraction_failures.log)",
+    )
+    extract.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="recompute outputs that already exist and are valid",
+    )
+    extract.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar; warnings and errors only"
+    )
     return parser
 
 
@@ -79,8 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     if args.toks_per_batch < 1 or args.truncation_seq_length < 1:
-        print("fastesm-extract: --toks-per-batch and --truncation-seq-length must be positive",
-              file=sys.stderr)
+        print(
+            "fastesm-extract: --toks-per-batch and --truncation-seq-length must be positive",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         with logging_redirect_tqdm():
@@ -101,8 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fastesm-extract: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("fastesm-extract: interrupted; finished outputs are kept, rerun to resume",
-              file=sys.stderr)
+        print(
+            "fastesm-extract: interrupted; finished outputs are kept, rerun to resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     print_summary(summary)
     return EXIT_OK if summary.ok else EXIT_FAILURES

@@ -13,8 +13,7 @@ import torch
 
 # The ESM2 vocabulary, in id order (as fair-esm's Alphabet and EsmTokenizer's vocab.txt).
 ESM_VOCAB = (
-    "<cls> <pad> <eos> <unk> L A G V S E R T I D P K Q N F Y M H W C X B U Z O . - "
-    "<null_1> <mask>"
+    "<cls> <pad> <eos> <unk> L A G V S E R T I D P K Q N F Y M H W C X B U Z O . - <null_1> <mask>"
 ).split()
 
 

@@ -71,7 +71,7 @@ def uses_sdpa(model: torch.nn.Module) -> bool:
     backend = getattr(config, "attn_backend", None)
     if backend is not None:
         module_backends = {
-            getattr(module, "attn_backend")
+            module.attn_backend
             for module in model.modules()
             if isinstance(getattr(module, "attn_backend", None), str)
         }
@@ -147,6 +147,9 @@ def load_model(
     model = model.to(resolved_device).eval()
     loaded = prepare_model(model, tokenizer, model_id)
     if loaded.is_demo:
-        log.warning("model %s is a DEMO checkpoint with RANDOM weights: embeddings are "
-                    "meaningless, for trying the tool only", model_id)
+        log.warning(
+            "model %s is a DEMO checkpoint with RANDOM weights: embeddings are "
+            "meaningless, for trying the tool only",
+            model_id,
+        )
     return loaded

@@ -111,9 +111,7 @@ class ComputedFile:
     failures: list[RecordFailure]  # compute-time failures, in addition to parse failures
 
 
-def prepare_file(
-    job: FileJob, loaded: LoadedModel, settings: ExtractionSettings
-) -> PreparedFile:
+def prepare_file(job: FileJob, loaded: LoadedModel, settings: ExtractionSettings) -> PreparedFile:
     """Read, tokenize and batch one FASTA file. Raises `FastaError` for an unusable file."""
     contents = read_fasta(job.fasta)
     if not contents.records:
@@ -153,8 +151,10 @@ def compute_file(
         try:
             for outcome in embed_with_oom_split(embed, batch, collate_rows):
                 if outcome.embeddings is None:
-                    failures += [RecordFailure(records[r].id, "out_of_memory", outcome.error or "")
-                                 for r in outcome.rows]
+                    failures += [
+                        RecordFailure(records[r].id, "out_of_memory", outcome.error or "")
+                        for r in outcome.rows
+                    ]
                     continue
                 index = torch.tensor(outcome.rows, device=loaded.device)
                 if outcome.rows == batch.rows:  # the usual case: index already pinned
@@ -169,8 +169,11 @@ def compute_file(
     block = block.cpu()  # one device-to-host transfer per file
     finite = torch.isfinite(block).all(dim=1)
     for row in torch.nonzero(embedded & ~finite).flatten().tolist():
-        failures.append(RecordFailure(records[row].id, "non_finite_embedding",
-                                      "embedding has NaN or infinite values"))
+        failures.append(
+            RecordFailure(
+                records[row].id, "non_finite_embedding", "embedding has NaN or infinite values"
+            )
+        )
     return ComputedFile(prepared, block, embedded & finite, failures)
 
 
@@ -209,11 +212,19 @@ def warn_about_records(prepared: PreparedFile, settings: ExtractionSettings) -> 
     contents = prepared.contents
     if contents.duplicate_ids:
         shown = ", ".join(contents.duplicate_ids[:5])
-        log.warning("%s: %d duplicate IDs kept in order (merge_data() keeps the last): %s",
-                    contents.path, len(contents.duplicate_ids), shown)
+        log.warning(
+            "%s: %d duplicate IDs kept in order (merge_data() keeps the last): %s",
+            contents.path,
+            len(contents.duplicate_ids),
+            shown,
+        )
     if prepared.n_truncated:
-        log.warning("%s: %d sequences longer than %d residues were truncated",
-                    contents.path, prepared.n_truncated, settings.truncation_seq_length)
+        log.warning(
+            "%s: %d sequences longer than %d residues were truncated",
+            contents.path,
+            prepared.n_truncated,
+            settings.truncation_seq_length,
+        )
 
 
 class Extractor:
@@ -258,10 +269,16 @@ class Extractor:
             return self._file_failed(job, "write_error", str(error), n_read)
         self.failure_log.record_many(job.fasta, failures)
         if failures:
-            log.warning("%s: %d of %d records failed (see %s)",
-                        job.fasta, len(failures), n_read, self.failure_log.path)
-        return FileResult(job, WRITTEN, n_read, len(proteins), len(failures),
-                          computed.prepared.n_truncated)
+            log.warning(
+                "%s: %d of %d records failed (see %s)",
+                job.fasta,
+                len(failures),
+                n_read,
+                self.failure_log.path,
+            )
+        return FileResult(
+            job, WRITTEN, n_read, len(proteins), len(failures), computed.prepared.n_truncated
+        )
 
     def _prepared_in_background(
         self, jobs: list[FileJob], stop: threading.Event

@@ -20,8 +20,12 @@ class RunProgress:
         self.sequences_done = 0
         self.started = time.perf_counter()
         self._bar = tqdm(
-            total=total_files, unit="file", desc="fastesm-extract", disable=not enabled,
-            dynamic_ncols=True, mininterval=0.5,
+            total=total_files,
+            unit="file",
+            desc="fastesm-extract",
+            disable=not enabled,
+            dynamic_ncols=True,
+            mininterval=0.5,
         )
 
     def sequences(self, count: int) -> None:
@@ -34,8 +38,12 @@ class RunProgress:
         self.files_done += 1
         self._bar.update(1)
         if self.files_done % LOG_EVERY_FILES == 0:
-            log.info("%d/%d files done, %d sequences embedded",
-                     self.files_done, self.total_files, self.sequences_done)
+            log.info(
+                "%d/%d files done, %d sequences embedded",
+                self.files_done,
+                self.total_files,
+                self.sequences_done,
+            )
 
     def close(self) -> None:
         self._bar.close()

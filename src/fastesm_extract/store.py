@@ -59,22 +59,29 @@ def load_embeddings(
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except (
-        OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile
+        OSError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
     ) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise OutputError(f"{path} cannot be loaded: {type(error).__name__} {first_line}") from error
+        raise OutputError(
+            f"{path} cannot be loaded: {type(error).__name__} {first_line}"
+        ) from error
     if not isinstance(content, dict) or set(content) != {"proteins", "data"}:
         keys = sorted(content) if isinstance(content, dict) else type(content).__name__
-        raise OutputError(f"{path} is not an _ESM.pt file: expected keys proteins, data; got {keys}")
+        raise OutputError(
+            f"{path} is not an _ESM.pt file: expected keys proteins, data; got {keys}"
+        )
     problems = validate_embeddings(content["proteins"], content["data"], hidden_size)
     if problems:
         raise OutputError(f"{path} is invalid: " + "; ".join(problems))
     return content["proteins"], content["data"]
 
 
-def save_embeddings_atomic(
-    path: str | Path, proteins: list[str], data: list[torch.Tensor]
-) -> None:
+def save_embeddings_atomic(path: str | Path, proteins: list[str], data: list[torch.Tensor]) -> None:
     """Write `{'proteins', 'data'}` so that `path` is either absent, old, or complete.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and only then
