@@ -65,6 +65,8 @@ def test_validation_names_each_problem():
     assert validate_embeddings(["a", "b"], nan) == ["b: embedding has NaN or infinite values"]
     assert "not 1-D float32" in validate_embeddings(["a"], [torch.zeros(4, dtype=torch.half)])[0]
     assert validate_embeddings("a", good) == ["'proteins' is not a list of strings"]
+    mixed = [torch.zeros(4), torch.zeros(5)]
+    assert validate_embeddings(["a", "b"], mixed) == ["embeddings have different sizes: [4, 5]"]
 
 
 @pytest.mark.parametrize(

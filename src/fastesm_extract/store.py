@@ -43,11 +43,18 @@ def validate_embeddings(
             problems.append(f"{label}: shape {tuple(tensor.shape)} {tensor.dtype}, not 1-D float32")
         elif hidden_size is not None and tensor.shape[0] != hidden_size:
             problems.append(f"{label}: {tensor.shape[0]} dimensions, expected {hidden_size}")
-        elif not bool(torch.isfinite(tensor).all()):
-            problems.append(f"{label}: embedding has NaN or infinite values")
-        if len(problems) >= 5:
-            problems.append("...")
-            break
+    sizes = {tensor.shape[0] for tensor in data if tensor.dim() == 1}
+    if not problems and len(sizes) > 1:
+        problems.append(f"embeddings have different sizes: {sorted(sizes)[:5]}")
+    if not problems and data:
+        # One vectorized finiteness check instead of one per record.
+        finite = torch.isfinite(torch.stack(data)).all(dim=1)  # (n,)
+        problems = [
+            f"{proteins[row]}: embedding has NaN or infinite values"
+            for row in torch.nonzero(~finite).flatten().tolist()
+        ]
+    if len(problems) > 5:
+        problems = [*problems[:5], f"... {len(problems) - 5} more"]
     return problems
 
 
