@@ -4,8 +4,18 @@ from .api import extract_fast_esm, extract_files
 from .failures import FAILURE_LOG_NAME, FailureLog, RecordFailure
 from .fasta import FastaError, ProteinRecord, read_fasta
 from .jobs import FileJob, InputError, plan_jobs
+from .merge import (
+    MergeError,
+    MergeOutcome,
+    MergeResult,
+    merge_embeddings,
+    merge_files,
+    merge_folder,
+    save_merged_atomic,
+)
 from .model import DEFAULT_MODEL, LoadedModel, ModelLoadError, load_model, prepare_model
 from .pipeline import ExtractionSettings, Extractor, FileResult, RunSummary
+from .split import SplitPart, extract_split, split_fasta
 from .store import OutputError, load_embeddings, save_embeddings_atomic
 
 __version__ = "0.1.0"
@@ -21,17 +31,27 @@ __all__ = [
     "FileResult",
     "InputError",
     "LoadedModel",
+    "MergeError",
+    "MergeOutcome",
+    "MergeResult",
     "ModelLoadError",
     "OutputError",
     "ProteinRecord",
     "RecordFailure",
     "RunSummary",
+    "SplitPart",
     "extract_fast_esm",
     "extract_files",
+    "extract_split",
     "load_embeddings",
     "load_model",
+    "merge_embeddings",
+    "merge_files",
+    "merge_folder",
     "plan_jobs",
     "prepare_model",
     "read_fasta",
     "save_embeddings_atomic",
+    "save_merged_atomic",
+    "split_fasta",
 ]

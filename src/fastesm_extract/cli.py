@@ -1,4 +1,4 @@
-"""Command-line front end (`fastesm-extract extract INPUT... [-o OUTDIR]`), nothing else."""
+"""Command-line front end (`fastesm-extract extract ...` and `merge ...`), nothing else."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .api import extract_files
+from .fasta import FastaError
 from .jobs import InputError
+from .merge import MergeError, MergeOutcome, merge_files, merge_folder, merge_name
 from .model import DEFAULT_MODEL, ModelLoadError
-from .pipeline import FAILED, RunSummary
+from .pipeline import FAILED, WRITTEN, RunSummary
+from .split import PARTS_FOLDER, extract_split
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger("fastesm_extract")
@@ -77,8 +81,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute outputs that already exist and are valid",
     )
     extract.add_argument(
+        "--split-every",
+        type=int,
+        metavar="N",
+        help="treat the one INPUT as a large FASTA: split it as VirNucPro's split_fasta_file() "
+        f"into OUTDIR/{PARTS_FOLDER}/output_1.fa, output_2.fa, ... of N records and embed each "
+        "into OUTDIR/output_K_ESM.pt (needs -o; resumes part by part)",
+    )
+    extract.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar; warnings and errors only"
     )
+    merge = commands.add_parser(
+        "merge",
+        help="concatenate DNABERT-S and ESM embeddings per ID into _merged.pt (merge_data())",
+        description="Merge X_DNABERT_S.pt with X_ESM.pt into X_merged.pt as VirNucPro's "
+        "merge_data() does: {'ids', 'data': (n, 768 + hidden) float32} in DNABERT-S order, plus "
+        "'labels' [1]/[0] with --label. Two files, or folders: every *_DNABERT_S.pt under "
+        "DNABERT_S (searched recursively) is paired with the _ESM.pt of the same name under "
+        "ESM (default: the same folder). Unlike the original, an ID present on one side only "
+        "is an error (exit 1) unless --allow-missing, and then it is left out of 'ids' too.",
+    )
+    merge.add_argument("dnabert_s", metavar="DNABERT_S", help="_DNABERT_S.pt file or folder")
+    merge.add_argument(
+        "esm", nargs="?", metavar="ESM", help="_ESM.pt file or folder (folder default: DNABERT_S)"
+    )
+    merge.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="merged file (a folder: OUT/X_merged.pt); for folder inputs, the output folder",
+    )
+    merge.add_argument(
+        "--label", choices=["viral", "host"], help="add 'labels': [1] (viral) or [0] (host)"
+    )
+    merge.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="write the rows present on both sides when IDs (or, for folders, files) are missing "
+        "on one side, instead of failing",
+    )
+    merge.add_argument(
+        "--expect-dim",
+        type=int,
+        metavar="D",
+        help="fail unless the ESM embeddings have D dimensions (1280 for FastESM2_650)",
+    )
+    merge.add_argument(
+        "--overwrite", action="store_true", help="folders: redo merged files that already exist"
+    )
+    merge.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return parser
 
 
@@ -98,39 +150,45 @@ def print_summary(summary: RunSummary) -> None:
         print(f"  details: {summary.failure_log}", file=sys.stderr)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def usage_error(message: str) -> int:
+    print(f"fastesm-extract: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run_extract(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-    )
     if args.toks_per_batch < 1 or args.truncation_seq_length < 1:
-        print(
-            "fastesm-extract: --toks-per-batch and --truncation-seq-length must be positive",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        return usage_error("--toks-per-batch and --truncation-seq-length must be positive")
+    if args.split_every is not None:
+        if args.split_every < 1:
+            return usage_error("--split-every must be positive")
+        if len(args.inputs) != 1 or args.output_dir is None:
+            return usage_error("--split-every takes exactly one FASTA file and -o OUTDIR")
+    options = dict(
+        model=args.model,
+        revision=args.revision,
+        device=args.device,
+        dtype=args.dtype,
+        toks_per_batch=args.toks_per_batch,
+        truncation_seq_length=args.truncation_seq_length,
+        overwrite=args.overwrite,
+        failure_log=args.failure_log,
+        show_progress=not args.quiet,
+    )
     try:
         with logging_redirect_tqdm():
-            summary = extract_files(
-                args.inputs,
-                args.output_dir,
-                model=args.model,
-                revision=args.revision,
-                device=args.device,
-                dtype=args.dtype,
-                toks_per_batch=args.toks_per_batch,
-                truncation_seq_length=args.truncation_seq_length,
-                overwrite=args.overwrite,
-                failure_log=args.failure_log,
-                show_progress=not args.quiet,
-            )
+            if args.split_every is None:
+                summary = extract_files(args.inputs, args.output_dir, **options)
+            else:
+                _, summary = extract_split(
+                    args.inputs[0], args.output_dir, args.split_every, **options
+                )
     except (InputError, ModelLoadError) as error:
+        return usage_error(str(error))
+    except (FastaError, OSError) as error:
         print(f"fastesm-extract: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_FAILURES
     except KeyboardInterrupt:
         print(
             "fastesm-extract: interrupted; finished outputs are kept, rerun to resume",
@@ -139,6 +197,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     print_summary(summary)
     return EXIT_OK if summary.ok else EXIT_FAILURES
+
+
+def print_merge_summary(outcomes: list[MergeOutcome]) -> None:
+    failed = [outcome for outcome in outcomes if outcome.status == FAILED]
+    written = sum(outcome.status == WRITTEN for outcome in outcomes)
+    skipped = len(outcomes) - written - len(failed)
+    print(
+        f"fastesm-extract merge: {written} written, {skipped} skipped, {len(failed)} failed",
+        file=sys.stderr,
+    )
+    for outcome in failed[:20]:
+        print(f"  FAILED {outcome.message}", file=sys.stderr)
+    if len(failed) > 20:
+        print(f"  ... and {len(failed) - 20} more", file=sys.stderr)
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    dnabert_s, output = Path(args.dnabert_s), Path(args.output)
+    esm = Path(args.esm) if args.esm is not None else None
+    if args.expect_dim is not None and args.expect_dim < 1:
+        return usage_error("--expect-dim must be positive")
+    options = dict(label=args.label, allow_missing=args.allow_missing, expect_dim=args.expect_dim)
+    if dnabert_s.is_dir():
+        if esm is not None and not esm.is_dir():
+            return usage_error(f"{dnabert_s} is a folder, so ESM must be a folder too, not {esm}")
+        try:
+            outcomes = merge_folder(dnabert_s, esm, output, overwrite=args.overwrite, **options)
+        except MergeError as error:
+            return usage_error(str(error))
+        print_merge_summary(outcomes)
+        return EXIT_FAILURES if any(o.status == FAILED for o in outcomes) else EXIT_OK
+    if esm is None or not esm.is_file() or not dnabert_s.is_file():
+        missing = [str(p) for p in (dnabert_s, esm) if p is not None and not p.exists()]
+        if missing:
+            return usage_error(f"{', '.join(missing)} does not exist")
+        return usage_error("give a DNABERT-S file and an ESM file, or a DNABERT-S folder")
+    if output.is_dir():
+        output = output / merge_name(dnabert_s)
+    try:
+        result = merge_files(dnabert_s, esm, output, **options)
+    except (MergeError, OSError) as error:
+        print(f"fastesm-extract merge: error: {error}", file=sys.stderr)
+        return EXIT_FAILURES
+    labelled = f", labels {result.labels}" if result.labels is not None else ""
+    missing = len(result.missing_in_esm) + len(result.missing_in_dnabert_s)
+    left_out = f"; {missing} IDs on one side only left out" if missing else ""
+    print(
+        f"fastesm-extract merge: wrote {output}: {len(result.ids)} rows x "
+        f"{result.data.shape[1]}{labelled}{left_out}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if args.command == "merge":
+        return run_merge(args)
+    return run_extract(args)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -88,11 +90,11 @@ def load_embeddings(
     return content["proteins"], content["data"]
 
 
-def save_embeddings_atomic(path: str | Path, proteins: list[str], data: list[torch.Tensor]) -> None:
-    """Write `{'proteins', 'data'}` so that `path` is either absent, old, or complete.
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call `write(handle)` on a temporary file beside `path`, fsync, then rename it to `path`.
 
-    The bytes go to a temporary file in the same folder, are flushed to disk, and only then
-    renamed over `path` (`os.replace` is atomic within a file system).
+    `path` is therefore absent, old, or complete, never partial: `os.replace` is atomic within
+    a file system, and the temporary file is removed if anything fails.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,10 +103,15 @@ def save_embeddings_atomic(path: str | Path, proteins: list[str], data: list[tor
     )
     try:
         with handle:
-            torch.save({"proteins": proteins, "data": data}, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def save_embeddings_atomic(path: str | Path, proteins: list[str], data: list[torch.Tensor]) -> None:
+    """Write `{'proteins', 'data'}` to `path` atomically (see `atomic_write`)."""
+    atomic_write(path, lambda handle: torch.save({"proteins": proteins, "data": data}, handle))

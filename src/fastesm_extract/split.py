@@ -1,0 +1,211 @@
+"""One large FASTA -> parts `output_1.fa`, `output_2.fa`, ... -> `output_1_ESM.pt`, ...
+
+Parts are cut as VirNucPro's `split_fasta_file()` cuts them: records are counted by their
+header lines and the k-th record (from 0) goes to part `k // N + 1`; lines before the first
+header are dropped. Splitting the protein and the nucleotide file with the same N therefore
+gives parts that pair by name (`output_3_ESM.pt` with `output_3_DNABERT_S.pt`). Records are
+copied byte for byte.
+
+The input is streamed, so memory holds about one part. Parts go to `OUTDIR/parts/` and are
+embedded into `OUTDIR/output_K_ESM.pt` by the usual many-files pipeline, so each part is
+written as soon as it is done and a rerun skips the finished ones. An output is trusted only
+while its part file is unchanged: when a part's content changes (a different input or N),
+its old output is deleted before the part is rewritten.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+from .api import extract_files
+from .fasta import FastaError
+from .jobs import InputError
+from .model import DEFAULT_MODEL, LoadedModel, load_model
+from .pipeline import RunSummary
+from .store import OUTPUT_SUFFIX, atomic_write
+
+log = logging.getLogger("fastesm_extract")
+
+PARTS_FOLDER = "parts"
+PART_PREFIX = "output_"
+_PART_NAME = re.compile(r"output_(\d+)\.fa")
+_PART_OUTPUT_NAME = re.compile(r"output_(\d+)_ESM\.pt")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class SplitPart:
+    """One part of a split FASTA file."""
+
+    index: int  # 1-based, as in output_1.fa
+    path: Path
+    n_records: int
+    rewritten: bool  # False when an identical part file was already there
+
+
+def part_name(index: int) -> str:
+    """`3` -> `output_3.fa`, the name `split_fasta_file()` gives part 3."""
+    return f"{PART_PREFIX}{index}.fa"
+
+
+def part_output_name(index: int) -> str:
+    """`3` -> `output_3_ESM.pt`."""
+    return f"{PART_PREFIX}{index}{OUTPUT_SUFFIX}"
+
+
+def _open_stream(path: Path) -> BinaryIO:
+    """`path` opened for reading bytes, gunzipped when it is gzip (detected by content)."""
+    with open(path, "rb") as probe:
+        is_gzip = probe.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if is_gzip else open(path, "rb")  # type: ignore[return-value]
+
+
+def _numbered(folder: Path, pattern: re.Pattern, above: int) -> list[str]:
+    """Names in `folder` matching `pattern` whose number is above `above`, in number order."""
+    found = [
+        (int(m.group(1)), p.name) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))
+    ]
+    return [name for number, name in sorted(found) if number > above]
+
+
+def iter_parts(path: str | Path, records_per_part: int) -> Iterator[tuple[bytes, int]]:
+    """Stream `(part bytes, record count)` for each part of `path` (plain or gzip).
+
+    Raises `FastaError` when the file cannot be read or has no header line at all.
+    """
+    if records_per_part < 1:
+        raise ValueError("records_per_part must be positive")
+    path = Path(path)
+    lines: list[bytes] = []
+    count = 0  # records in the current part
+    started = False
+    try:
+        with _open_stream(path) as handle:
+            for line in handle:
+                if line.startswith(b">"):
+                    if count == records_per_part:
+                        yield b"".join(lines), count
+                        lines, count = [], 0
+                    count += 1
+                    started = True
+                if started:  # lines before the first header are dropped, as in the original
+                    lines.append(line)
+    except (OSError, EOFError, zlib.error) as error:
+        raise FastaError(f"cannot read {path}: {error}") from error
+    if not started:
+        raise FastaError(f"{path} is not FASTA: no line starts with '>'")
+    yield b"".join(lines), count
+
+
+def split_fasta(
+    path: str | Path,
+    parts_dir: str | Path,
+    records_per_part: int,
+    before_rewrite: Callable[[int], None] = lambda index: None,
+) -> list[SplitPart]:
+    """Split `path` into `parts_dir/output_1.fa`, ... of `records_per_part` records each.
+
+    Each part is written atomically; a part file that already holds exactly these bytes is
+    left alone. `before_rewrite(index)` is called before a part file is (re)written.
+    """
+    parts_dir = Path(parts_dir)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for index, (content, n_records) in enumerate(iter_parts(path, records_per_part), start=1):
+        target = parts_dir / part_name(index)
+        unchanged = (
+            target.is_file()
+            and target.stat().st_size == len(content)
+            and target.read_bytes() == content
+        )
+        if not unchanged:
+            before_rewrite(index)
+            atomic_write(target, lambda handle, content=content: handle.write(content))
+        parts.append(SplitPart(index, target, n_records, not unchanged))
+    leftovers = _numbered(parts_dir, _PART_NAME, len(parts))
+    if leftovers:
+        log.warning(
+            "%s: %d part files from an earlier split are not part of this one and are ignored: %s",
+            parts_dir,
+            len(leftovers),
+            ", ".join(leftovers[:5]),
+        )
+    return parts
+
+
+def extract_split(
+    fasta: str | Path,
+    output_dir: str | Path,
+    records_per_part: int,
+    *,
+    model: str | torch.nn.Module | LoadedModel = DEFAULT_MODEL,
+    tokenizer: object | None = None,
+    revision: str | None = None,
+    device: str = "cuda",
+    dtype: str | None = None,
+    toks_per_batch: int = 2048,
+    truncation_seq_length: int = 1024,
+    overwrite: bool = False,
+    failure_log: str | Path | None = None,
+    show_progress: bool = True,
+) -> tuple[list[SplitPart], RunSummary]:
+    """Embed one large FASTA as `output_dir/output_1_ESM.pt`, `output_2_ESM.pt`, ...
+
+    Parts of `records_per_part` records (VirNucPro's `split_fasta_file()` assignment) are
+    written to `output_dir/parts/`, then embedded by `extract_files` with the other
+    arguments, which mean what they mean there. The model is loaded first, so a model
+    problem is reported before any splitting. Returns the parts and the run's summary.
+    Raises `InputError` when `fasta` is not a file and `FastaError` when it is not FASTA.
+    """
+    fasta, output_dir = Path(fasta), Path(output_dir)
+    if not fasta.is_file():
+        raise InputError(f"{fasta} is not a file (--split-every takes one FASTA file)")
+    if isinstance(model, str):
+        model = load_model(model, revision=revision, device=device, dtype=dtype)
+
+    def drop_stale_output(index: int) -> None:
+        stale = output_dir / part_output_name(index)
+        if stale.exists():
+            log.warning("%s: part %d changed; removing its old output %s", fasta, index, stale)
+            stale.unlink()
+
+    parts = split_fasta(fasta, output_dir / PARTS_FOLDER, records_per_part, drop_stale_output)
+    if output_dir.is_dir() and (leftovers := _numbered(output_dir, _PART_OUTPUT_NAME, len(parts))):
+        log.warning(
+            "%s: %d outputs from an earlier split are not part of this one (remove them before "
+            "merging): %s",
+            output_dir,
+            len(leftovers),
+            ", ".join(leftovers[:5]),
+        )
+    rewritten = sum(part.rewritten for part in parts)
+    log.info(
+        "%s: %d records in %d parts of up to %d (%d part files written, %d unchanged)",
+        fasta,
+        sum(part.n_records for part in parts),
+        len(parts),
+        records_per_part,
+        rewritten,
+        len(parts) - rewritten,
+    )
+    summary = extract_files(
+        [part.path for part in parts],
+        output_dir,
+        model=model,
+        tokenizer=tokenizer,
+        toks_per_batch=toks_per_batch,
+        truncation_seq_length=truncation_seq_length,
+        overwrite=overwrite,
+        failure_log=failure_log,
+        show_progress=show_progress,
+    )
+    return parts, summary
