@@ -11,6 +11,7 @@ import torch
 
 from .failures import FAILURE_LOG_NAME, FailureLog
 from .jobs import FileJob, plan_jobs
+from .manifest import Provenance, build_manifest, sha256_of, utc_now, write_manifest
 from .model import DEFAULT_MODEL, LoadedModel, load_model, prepare_model
 from .pipeline import (
     ExtractionSettings,
@@ -55,13 +56,15 @@ def extract_fast_esm(
     """Embed one FASTA file; drop-in for VirNucPro's `units.extract_fast_esm`.
 
     Returns `(proteins, data)`: record IDs in FASTA order and float32 tensors of shape
-    `(hidden_size,)`. With `out_file`, also writes `{'proteins', 'data'}` there atomically.
+    `(hidden_size,)`. With `out_file`, also writes `{'proteins', 'data'}` there atomically,
+    followed by its manifest `<out_file>.json`.
     `model`/`tokenizer` are a preloaded Hugging Face model (SDPA) and its tokenizer, or a
     `LoadedModel`; without them FastESM2_650 is loaded once per process. Bad records are
     skipped and appended to `failure_log` (default `./extraction_failures.log`); a file that
     cannot be read raises `FastaError`.
     """
     loaded = _as_loaded(model, tokenizer)
+    started = utc_now()
     settings = ExtractionSettings(toks_per_batch, truncation_seq_length)
     log_path = Path(failure_log) if failure_log is not None else Path.cwd() / FAILURE_LOG_NAME
     job = FileJob(Path(fasta_file), Path(out_file) if out_file is not None else Path(""))
@@ -70,6 +73,18 @@ def extract_fast_esm(
     proteins, data, failures = assemble_output(compute_file(prepared, loaded), loaded.hidden_size)
     if out_file is not None:
         save_embeddings_atomic(out_file, proteins, data)
+        provenance = Provenance.of(loaded, truncation_seq_length, toks_per_batch)
+        failed_ids = [failure.record_id for failure in failures]
+        manifest = build_manifest(
+            provenance,
+            job.fasta,
+            sha256_of(job.fasta),
+            prepared.contents.n_read,
+            len(proteins),
+            failed_ids,
+            started,
+        )
+        write_manifest(out_file, manifest)
     if failures:
         FailureLog(log_path).record_many(fasta_file, failures)
         log.warning("%s: %d records failed (see %s)", fasta_file, len(failures), log_path)
@@ -88,13 +103,16 @@ def extract_files(
     toks_per_batch: int = 2048,
     truncation_seq_length: int = 1024,
     overwrite: bool = False,
+    redo_stale: bool = False,
     failure_log: str | Path | None = None,
     show_progress: bool = True,
 ) -> RunSummary:
     """Embed many FASTA files (or folders of them) with the model loaded once.
 
     Outputs go beside each input, or under `output_dir` keeping folder layout. Finished
-    outputs are skipped unless `overwrite`. Reading and writing overlap with compute.
+    outputs are skipped unless `overwrite`; outputs whose manifest shows another input, model
+    or setting are reported as stale and kept, or rebuilt with `redo_stale`. Reading and
+    writing overlap with compute.
     """
     jobs = plan_jobs(list(inputs), output_dir)
     if isinstance(model, str):
@@ -103,7 +121,7 @@ def extract_files(
         loaded = _as_loaded(model, tokenizer)
     default_log_dir = Path(output_dir) if output_dir is not None else Path.cwd()
     log_path = Path(failure_log) if failure_log is not None else default_log_dir / FAILURE_LOG_NAME
-    settings = ExtractionSettings(toks_per_batch, truncation_seq_length, overwrite)
+    settings = ExtractionSettings(toks_per_batch, truncation_seq_length, overwrite, redo_stale)
     log.info(
         "extracting %d files with %s on %s (%s, hidden size %d)",
         len(jobs),

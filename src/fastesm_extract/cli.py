@@ -1,4 +1,4 @@
-"""Command-line front end (`fastesm-extract extract ...` and `merge ...`), nothing else."""
+"""Command-line front end (`fastesm-extract extract`, `merge`, `verify`), nothing else."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from .fasta import FastaError
 from .jobs import InputError
 from .merge import MergeError, MergeOutcome, merge_files, merge_folder, merge_name
 from .model import DEFAULT_MODEL, ModelLoadError
-from .pipeline import FAILED, WRITTEN, RunSummary
+from .pipeline import FAILED, STALE, WRITTEN, RunSummary
 from .split import PARTS_FOLDER, extract_split
+from .verify import find_outputs, verify_output
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger("fastesm_extract")
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute outputs that already exist and are valid",
     )
     extract.add_argument(
+        "--redo-stale",
+        action="store_true",
+        help="rebuild outputs whose manifest (<output>.json) shows another input, model or "
+        "setting (default: report them and keep them)",
+    )
+    extract.add_argument(
         "--split-every",
         type=int,
         metavar="N",
@@ -131,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="folders: redo merged files that already exist"
     )
     merge.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    verify = commands.add_parser(
+        "verify",
+        help="check _ESM.pt outputs against their FASTA and manifest",
+        description="Check each output: loads with weights_only=True, exactly the keys "
+        "proteins/data, 1-D float32 finite embeddings of one dimension (--expect-dim), and the "
+        "IDs, count and order of its FASTA (from --fasta, the manifest, or X.fa beside "
+        "X_ESM.pt). Prints a table; exit 1 when anything is wrong.",
+    )
+    verify.add_argument("paths", nargs="+", metavar="PATH", help="_ESM.pt files or folders")
+    verify.add_argument("--fasta", help="the FASTA of a single PATH (default: found as above)")
+    verify.add_argument("--expect-dim", type=int, metavar="D", help="embedding dimension")
+    verify.add_argument("-q", "--quiet", action="store_true", help="only print problems")
     return parser
 
 
@@ -146,6 +165,11 @@ def print_summary(summary: RunSummary) -> None:
         print(f"  FAILED {result.job.fasta}: {result.message}", file=sys.stderr)
     if len(failed_files) > 20:
         print(f"  ... and {len(failed_files) - 20} more", file=sys.stderr)
+    if stale := summary.count(STALE):
+        print(
+            f"  {stale} stale outputs kept (see warnings); --redo-stale rebuilds them",
+            file=sys.stderr,
+        )
     if not summary.ok:
         print(f"  details: {summary.failure_log}", file=sys.stderr)
 
@@ -173,6 +197,7 @@ def run_extract(args: argparse.Namespace) -> int:
         toks_per_batch=args.toks_per_batch,
         truncation_seq_length=args.truncation_seq_length,
         overwrite=args.overwrite,
+        redo_stale=args.redo_stale,
         failure_log=args.failure_log,
         show_progress=not args.quiet,
     )
@@ -251,6 +276,29 @@ def run_merge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_verify(args: argparse.Namespace) -> int:
+    outputs = find_outputs(args.paths)
+    if not outputs:
+        return usage_error("no _ESM.pt files found in " + ", ".join(args.paths))
+    if args.fasta and len(outputs) != 1:
+        return usage_error("--fasta goes with exactly one output")
+    reports = [verify_output(output, args.fasta, args.expect_dim) for output in outputs]
+    print(f"{'status':7} {'records':>8} {'dim':>5}  output")
+    for report in reports:
+        if args.quiet and report.ok:
+            continue
+        status = "OK" if report.ok else "FAILED"
+        dim = report.hidden_size if report.hidden_size is not None else "-"
+        print(f"{status:7} {report.n_records:>8} {dim:>5}  {report.output}")
+        for problem in report.problems:
+            print(f"{'':23}problem: {problem}")
+        for note in report.notes:
+            print(f"{'':23}note: {note}")
+    bad = sum(not report.ok for report in reports)
+    print(f"{len(reports) - bad} of {len(reports)} outputs OK", file=sys.stderr)
+    return EXIT_FAILURES if bad else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -260,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "merge":
         return run_merge(args)
+    if args.command == "verify":
+        return run_verify(args)
     return run_extract(args)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -31,6 +34,8 @@ class LoadedModel:
     dtype: torch.dtype
     hidden_size: int
     is_demo: bool = False
+    revision: str | None = None  # as requested (branch, tag or commit)
+    commit_hash: str | None = None  # the commit actually loaded, when the hub tells us
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -110,6 +115,21 @@ def prepare_model(
     )
 
 
+def resolve_commit(model_id: str, revision: str | None) -> str | None:
+    """The immutable commit `revision` of a hub model points to; None for local folders or
+    when it cannot be known (offline without a cached mapping)."""
+    if Path(model_id).exists():
+        return None
+    try:
+        from transformers.utils.hub import resolve_revision
+
+        resolved = resolve_revision(model_id, revision)
+    except Exception:  # noqa: BLE001 - best effort: provenance only, loading reports errors
+        resolved = revision
+    commit = getattr(resolved, "resolved", None) or resolved
+    return commit if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
 def load_model(
     model_id: str = DEFAULT_MODEL,
     *,
@@ -122,9 +142,18 @@ def load_model(
 
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
+    commit_hash = resolve_commit(model_id, revision)
+    # Load every file (config, code, weights) from that one commit when it is known.
+    revision_to_load = commit_hash or revision
     try:
-        config = AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=True)
-        options: dict = {"revision": revision, "trust_remote_code": True, "dtype": resolved_dtype}
+        config = AutoConfig.from_pretrained(
+            model_id, revision=revision_to_load, trust_remote_code=True
+        )
+        options: dict = {
+            "revision": revision_to_load,
+            "trust_remote_code": True,
+            "dtype": resolved_dtype,
+        }
         if hasattr(config, "attn_backend"):  # FastESM remote code chooses attention this way
             config.attn_backend = "sdpa"
         else:
@@ -135,7 +164,7 @@ def load_model(
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(
-                model_id, revision=revision, trust_remote_code=True
+                model_id, revision=revision_to_load, trust_remote_code=True
             )
     except (OSError, ValueError, ImportError, KeyError) as error:
         raise ModelLoadError(
@@ -145,7 +174,9 @@ def load_model(
             "Hugging Face cache (HF_HUB_OFFLINE=1)."
         ) from error
     model = model.to(resolved_device).eval()
-    loaded = prepare_model(model, tokenizer, model_id)
+    loaded = dataclasses.replace(
+        prepare_model(model, tokenizer, model_id), revision=revision, commit_hash=commit_hash
+    )
     if loaded.is_demo:
         log.warning(
             "model %s is a DEMO checkpoint with RANDOM weights: embeddings are "

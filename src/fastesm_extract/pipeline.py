@@ -7,6 +7,7 @@ same bitwise however many files are processed together or whether the run was re
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -24,19 +25,29 @@ from .embed import embed_batch, embed_with_oom_split
 from .failures import WHOLE_FILE, FailureLog, RecordFailure
 from .fasta import FastaContents, FastaError, read_fasta
 from .jobs import FileJob
+from .manifest import (
+    Provenance,
+    build_manifest,
+    read_manifest,
+    sha256_of,
+    stale_reasons,
+    utc_now,
+    write_manifest,
+)
 from .model import LoadedModel
 from .progress import RunProgress
 from .store import (
     OutputError,
     embeddings_from_block,
     load_embeddings,
+    remove_leftover_temporaries,
     save_embeddings_atomic,
     validate_embeddings,
 )
 
 log = logging.getLogger("fastesm_extract")
 
-WRITTEN, SKIPPED, FAILED = "written", "skipped", "failed"
+WRITTEN, SKIPPED, STALE, FAILED = "written", "skipped", "stale", "failed"
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,7 @@ class ExtractionSettings:
     toks_per_batch: int = 2048
     truncation_seq_length: int = 1024
     overwrite: bool = False
+    redo_stale: bool = False  # rebuild outputs whose manifest shows other inputs or settings
     prefetch_files: int = 2  # files read and tokenized ahead of the device
 
     def __post_init__(self) -> None:
@@ -58,7 +70,7 @@ class FileResult:
     """What happened to one input file."""
 
     job: FileJob
-    status: str  # WRITTEN, SKIPPED or FAILED
+    status: str  # WRITTEN, SKIPPED, STALE or FAILED
     n_read: int = 0
     n_embedded: int = 0
     n_failed: int = 0
@@ -99,6 +111,8 @@ class PreparedFile:
     tokens: list[np.ndarray]  # residue token ids per record, truncated
     batches: list[BatchInputs]
     n_truncated: int
+    input_sha256: str = ""
+    started: str = ""
 
 
 @dataclass(frozen=True)
@@ -241,18 +255,45 @@ class Extractor:
         self.settings = settings
         self.failure_log = failure_log
         self.show_progress = show_progress
+        self.provenance = Provenance.of(
+            loaded, settings.truncation_seq_length, settings.toks_per_batch
+        )
+
+    def _existing_output_status(self, job: FileJob, input_sha256: str) -> FileResult | None:
+        """SKIPPED or STALE for a valid existing output, None when it must be (re)built."""
+        if self.settings.overwrite or not existing_output_is_valid(job, self.loaded.hidden_size):
+            return None
+        manifest = read_manifest(job.output)
+        if manifest is None:  # e.g. the original pipeline's outputs: validated, kept
+            return FileResult(job, SKIPPED, message="valid output exists (no manifest)")
+        reasons = stale_reasons(manifest, self.provenance, input_sha256)
+        if not reasons:
+            return FileResult(job, SKIPPED, message="valid output exists")
+        if self.settings.redo_stale:
+            log.warning("%s is stale (%s): rebuilding", job.output, "; ".join(reasons))
+            return None
+        log.warning(
+            "%s is stale (%s): kept; --redo-stale rebuilds it", job.output, "; ".join(reasons)
+        )
+        return FileResult(job, STALE, message="; ".join(reasons))
 
     def _prepare(self, job: FileJob) -> PreparedFile | FileResult:
-        if not self.settings.overwrite and existing_output_is_valid(job, self.loaded.hidden_size):
-            return FileResult(job, SKIPPED, message="valid output exists")
+        started = utc_now()
+        remove_leftover_temporaries(job.output)
         try:
+            input_sha256 = sha256_of(job.fasta)
+            existing = self._existing_output_status(job, input_sha256)
+            if existing is not None:
+                return existing
             prepared = prepare_file(job, self.loaded, self.settings)
         except FastaError as error:
             return self._file_failed(job, "unreadable_file", str(error))
+        except OSError as error:
+            return self._file_failed(job, "unreadable_file", f"cannot read {job.fasta}: {error}")
         except Exception as error:  # noqa: BLE001 - one bad file must not end the run
             return self._file_failed(job, "file_error", f"{type(error).__name__}: {error}")
         warn_about_records(prepared, self.settings)
-        return prepared
+        return dataclasses.replace(prepared, input_sha256=input_sha256, started=started)
 
     def _file_failed(self, job: FileJob, kind: str, message: str, n_read: int = 0) -> FileResult:
         self.failure_log.record(job.fasta, RecordFailure(WHOLE_FILE, kind, message))
@@ -265,6 +306,17 @@ class Extractor:
         try:
             proteins, data, failures = assemble_output(computed, self.loaded.hidden_size)
             save_embeddings_atomic(job.output, proteins, data)
+            prepared = computed.prepared
+            manifest = build_manifest(
+                self.provenance,
+                job.fasta,
+                prepared.input_sha256,
+                n_read,
+                len(proteins),
+                [failure.record_id for failure in failures],
+                prepared.started,
+            )
+            write_manifest(job.output, manifest)
         except (OutputError, OSError) as error:
             return self._file_failed(job, "write_error", str(error), n_read)
         self.failure_log.record_many(job.fasta, failures)

@@ -155,6 +155,7 @@ def extract_split(
     toks_per_batch: int = 2048,
     truncation_seq_length: int = 1024,
     overwrite: bool = False,
+    redo_stale: bool = False,
     failure_log: str | Path | None = None,
     show_progress: bool = True,
 ) -> tuple[list[SplitPart], RunSummary]:
@@ -205,6 +206,7 @@ def extract_split(
         toks_per_batch=toks_per_batch,
         truncation_seq_length=truncation_seq_length,
         overwrite=overwrite,
+        redo_stale=redo_stale,
         failure_log=failure_log,
         show_progress=show_progress,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
 import tempfile
@@ -88,6 +89,21 @@ def load_embeddings(
     if problems:
         raise OutputError(f"{path} is invalid: " + "; ".join(problems))
     return content["proteins"], content["data"]
+
+
+def remove_leftover_temporaries(path: str | Path) -> list[Path]:
+    """Delete temporary files a killed run left for `path` (and `path.json`); returns them.
+
+    Only files named for this very output are touched, so runs writing other outputs into
+    the same folder are unaffected.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    leftovers = list(path.parent.glob(f"{TEMP_PREFIX}{glob.escape(path.name)}.*.part"))
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return leftovers
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:

@@ -1,0 +1,165 @@
+"""Provenance manifests: `<output>.json` beside each `_ESM.pt`, and staleness checks (issue 4).
+
+A manifest records what an output was computed from (input bytes, model, settings, versions)
+so that a resumed run can tell a finished output from a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from .model import LoadedModel
+from .store import atomic_write
+
+FORMAT_VERSION = 1
+MANIFEST_SUFFIX = ".json"
+_HASH_CHUNK = 1 << 20
+
+
+def manifest_path(output: str | Path) -> Path:
+    """`x_ESM.pt` -> `x_ESM.pt.json`."""
+    output = Path(output)
+    return output.with_name(output.name + MANIFEST_SUFFIX)
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What every manifest of a run shares: model, settings and software versions."""
+
+    model_id: str
+    revision: str | None
+    commit_hash: str | None
+    dtype: str
+    device: str
+    hidden_size: int
+    truncation_seq_length: int
+    toks_per_batch: int
+
+    @classmethod
+    def of(cls, loaded: LoadedModel, truncation_seq_length: int, toks_per_batch: int):
+        return cls(
+            model_id=loaded.model_id,
+            revision=loaded.revision,
+            commit_hash=loaded.commit_hash,
+            dtype=str(loaded.dtype).removeprefix("torch."),
+            device=device_name(loaded.device),
+            hidden_size=loaded.hidden_size,
+            truncation_seq_length=truncation_seq_length,
+            toks_per_batch=toks_per_batch,
+        )
+
+
+def build_manifest(
+    provenance: Provenance,
+    input_path: Path,
+    input_sha256: str,
+    n_read: int,
+    embedded: int,
+    failed_ids: list[str],
+    started: str,
+) -> dict:
+    """The manifest dictionary for one output (JSON-serializable)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "input": {
+            "path": str(input_path),
+            "absolute_path": str(Path(input_path).resolve()),
+            "size": Path(input_path).stat().st_size,
+            "sha256": input_sha256,
+        },
+        "records": {
+            "read": n_read,
+            "embedded": embedded,
+            "failed": len(failed_ids),
+            "failed_ids": failed_ids,
+        },
+        "model": {
+            "id": provenance.model_id,
+            "revision": provenance.revision,
+            "commit_hash": provenance.commit_hash,
+            "dtype": provenance.dtype,
+            "device": provenance.device,
+            "hidden_size": provenance.hidden_size,
+        },
+        "settings": {
+            "truncation_seq_length": provenance.truncation_seq_length,
+            "toks_per_batch": provenance.toks_per_batch,
+        },
+        "versions": {
+            "fastesm_extract": _version("fastesm-extract"),
+            "torch": torch.__version__,
+            "transformers": _version("transformers"),
+            "python": platform.python_version(),
+        },
+        "started": started,
+        "finished": utc_now(),
+    }
+
+
+def write_manifest(output: str | Path, manifest: dict) -> None:
+    text = json.dumps(manifest, indent=2, sort_keys=False).encode() + b"\n"
+    atomic_write(manifest_path(output), lambda handle: handle.write(text))
+
+
+def read_manifest(output: str | Path) -> dict | None:
+    """The manifest of `output`, or None when there is none or it cannot be parsed."""
+    path = manifest_path(output)
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) else None
+
+
+def stale_reasons(manifest: dict, provenance: Provenance, input_sha256: str) -> list[str]:
+    """Why an output with `manifest` is not what this run would produce; empty when current."""
+    reasons = []
+    recorded_input = manifest.get("input", {}).get("sha256")
+    if recorded_input != input_sha256:
+        reasons.append("the input file changed")
+    model = manifest.get("model", {})
+    if model.get("id") != provenance.model_id:
+        reasons.append(f"model {model.get('id')!r} != {provenance.model_id!r}")
+    recorded_commit, commit = model.get("commit_hash"), provenance.commit_hash
+    if recorded_commit and commit and recorded_commit != commit:
+        reasons.append(f"model commit {recorded_commit[:12]} != {commit[:12]}")
+    if model.get("dtype") != provenance.dtype:
+        reasons.append(f"dtype {model.get('dtype')} != {provenance.dtype}")
+    settings = manifest.get("settings", {})
+    for name in ("truncation_seq_length", "toks_per_batch"):
+        if settings.get(name) != getattr(provenance, name):
+            reasons.append(f"{name} {settings.get(name)} != {getattr(provenance, name)}")
+    return reasons
