@@ -71,7 +71,7 @@ def test_validation_names_each_problem():
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "cannot be loaded"), (b"not a zip", "cannot be loaded")],
+    [(b"", "cannot be loaded"), (b"not a zip", "cannot be loaded"), (b"junk", "cannot be loaded")],
 )
 def test_unloadable_outputs_raise_output_error(tmp_path, content, message):
     path = tmp_path / "x_ESM.pt"

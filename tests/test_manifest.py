@@ -1,0 +1,87 @@
+import json
+import logging
+
+import torch
+from helpers import random_proteins, write_fasta
+
+from fastesm_extract import extract_fast_esm, extract_files
+from fastesm_extract.manifest import manifest_path, sha256_of
+
+
+def run(loaded, inputs, out, **options):
+    return extract_files(inputs, out, model=loaded, show_progress=False, **options)
+
+
+def test_manifest_records_input_records_model_settings_and_versions(tiny_model, tmp_path):
+    fasta = tmp_path / "p.fa"
+    fasta.write_bytes(b">a\nMKT\n>bad\nMK1\n>b\nQQL\n")
+    run(tiny_model, [fasta], tmp_path / "out", toks_per_batch=512)
+    output = tmp_path / "out" / "p_ESM.pt"
+    manifest = json.loads(manifest_path(output).read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["input"]["path"] == str(fasta)
+    assert manifest["input"]["size"] == fasta.stat().st_size
+    assert manifest["input"]["sha256"] == sha256_of(fasta)
+    assert manifest["records"] == {"read": 3, "embedded": 2, "failed": 1, "failed_ids": ["bad"]}
+    assert manifest["model"]["id"] == tiny_model.model_id
+    assert manifest["model"]["dtype"] == "float32"
+    assert manifest["model"]["device"].startswith("cpu")
+    assert manifest["model"]["hidden_size"] == 32
+    assert manifest["model"]["commit_hash"] is None  # a local folder has no hub commit
+    assert manifest["settings"] == {"truncation_seq_length": 1024, "toks_per_batch": 512}
+    versions = manifest["versions"]
+    assert versions["torch"] == torch.__version__ and versions["fastesm_extract"] == "0.1.0"
+    assert versions["transformers"].split(".")[0] == "5"
+    assert manifest["started"] <= manifest["finished"]
+    assert manifest["finished"].endswith("Z")
+
+
+def test_drop_in_writes_a_manifest_beside_its_out_file(tiny_model, tmp_path):
+    fasta = write_fasta(tmp_path / "p.fa", random_proteins(3, 5, 9))
+    extract_fast_esm(fasta, tmp_path / "p_ESM.pt", model=tiny_model)
+    manifest = json.loads((tmp_path / "p_ESM.pt.json").read_text())
+    assert manifest["records"]["embedded"] == 3
+
+
+def test_changed_input_or_settings_make_an_output_stale(tiny_model, tmp_path, caplog):
+    fasta = write_fasta(tmp_path / "p.fa", random_proteins(5, 5, 30))
+    out = tmp_path / "out"
+    run(tiny_model, [fasta], out)
+    before = (out / "p_ESM.pt").read_bytes()
+
+    with caplog.at_level(logging.WARNING):
+        summary = run(tiny_model, [fasta], out, truncation_seq_length=10)
+    assert summary.count("stale") == 1 and summary.count("written") == 0
+    assert "truncation_seq_length 1024 != 10" in caplog.text
+    assert (out / "p_ESM.pt").read_bytes() == before  # kept without --redo-stale
+
+    write_fasta(fasta, random_proteins(6, 5, 30, seed=4))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        summary = run(tiny_model, [fasta], out)
+    assert summary.count("stale") == 1 and "the input file changed" in caplog.text
+
+    summary = run(tiny_model, [fasta], out, redo_stale=True)
+    assert summary.count("written") == 1
+    assert len(torch.load(out / "p_ESM.pt", weights_only=True)["proteins"]) == 6
+    assert json.loads((out / "p_ESM.pt.json").read_text())["input"]["sha256"] == sha256_of(fasta)
+    assert run(tiny_model, [fasta], out).count("skipped") == 1
+
+
+def test_another_model_makes_an_output_stale(tiny_model, tmp_path):
+    fasta = write_fasta(tmp_path / "p.fa", random_proteins(3, 5, 30))
+    run(tiny_model, [fasta], tmp_path / "out")
+    manifest_file = tmp_path / "out" / "p_ESM.pt.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["model"]["id"] = "facebook/esm2_t33_650M_UR50D"
+    manifest_file.write_text(json.dumps(manifest))
+    assert run(tiny_model, [fasta], tmp_path / "out").count("stale") == 1
+
+
+def test_outputs_without_a_manifest_are_validated_and_kept(tiny_model, tmp_path):
+    fasta = write_fasta(tmp_path / "p.fa", random_proteins(3, 5, 30))
+    run(tiny_model, [fasta], tmp_path / "out")
+    (tmp_path / "out" / "p_ESM.pt.json").unlink()
+    summary = run(tiny_model, [fasta], tmp_path / "out")
+    assert summary.count("skipped") == 1
+    assert summary.results[0].message == "valid output exists (no manifest)"

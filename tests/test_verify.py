@@ -1,0 +1,76 @@
+import re
+
+import torch
+from helpers import random_proteins, write_fasta
+
+from fastesm_extract import extract_files
+from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, main
+from fastesm_extract.store import save_embeddings_atomic
+from fastesm_extract.verify import verify_output
+
+
+def make_output(tiny_model, tmp_path, count=6):
+    fasta = write_fasta(tmp_path / "p.fa", random_proteins(count, 5, 40))
+    extract_files([fasta], tmp_path, model=tiny_model, show_progress=False)
+    return fasta, tmp_path / "p_ESM.pt"
+
+
+def test_a_fresh_output_verifies(tiny_model, tmp_path):
+    fasta, output = make_output(tiny_model, tmp_path)
+    report = verify_output(output, expected_dim=32)
+    assert report.ok and report.n_records == 6 and report.hidden_size == 32
+    assert report.fasta.resolve() == fasta.resolve()
+
+
+def test_wrong_ids_order_count_and_dimension_are_problems(tiny_model, tmp_path):
+    fasta, output = make_output(tiny_model, tmp_path)
+    proteins = torch.load(output, weights_only=True)["proteins"]
+    data = torch.load(output, weights_only=True)["data"]
+    save_embeddings_atomic(output, proteins[::-1], data[::-1])
+    assert verify_output(output).problems == ["records are not in FASTA order"]
+    save_embeddings_atomic(output, proteins[:-1], data[:-1])
+    report = verify_output(output)
+    assert any("missing IDs: prot_0_5" in p for p in report.problems)
+    assert any("manifest says 6 embedded, file has 5" in p for p in report.problems)
+    save_embeddings_atomic(output, proteins, data)
+    assert "64" in verify_output(output, expected_dim=64).problems[0]
+    data[2] = torch.full((32,), float("inf"))
+    save_embeddings_atomic(output, proteins, data)
+    assert "NaN or infinite" in verify_output(output).problems[0]
+
+
+def test_a_changed_fasta_is_a_problem(tiny_model, tmp_path):
+    fasta, output = make_output(tiny_model, tmp_path)
+    fasta.write_text(fasta.read_text().replace(">prot_0_0", ">renamed"))
+    problems = verify_output(output).problems
+    assert "the FASTA changed since this output was made" in problems
+
+
+def test_original_pipeline_outputs_verify_at_2560_dimensions(virnucpro_fixtures, capsys):
+    folder = virnucpro_fixtures / "test_with_orfs"
+    report = verify_output(folder / "output_1_ESM.pt", folder / "output_1_protein.fa", 2560)
+    assert report.ok and report.n_records == 4 and report.hidden_size == 2560
+    assert report.notes == ["IDs match the FASTA but not its order (original pipeline order)"]
+    code = main(
+        [
+            "verify",
+            str(folder / "output_1_ESM.pt"),
+            "--fasta",
+            str(folder / "output_1_protein.fa"),
+            "--expect-dim",
+            "2560",
+        ]
+    )
+    assert code == EXIT_OK
+    assert re.search(r"^OK +4 +2560 +\S+output_1_ESM.pt$", capsys.readouterr().out, re.M)
+    assert main(["verify", str(folder / "output_1_ESM.pt"), "--expect-dim", "1280"]) == 1
+
+
+def test_verify_cli_prints_a_table_and_fails_on_any_problem(tiny_model, tmp_path, capsys):
+    _, output = make_output(tiny_model, tmp_path)
+    (tmp_path / "broken_ESM.pt").write_bytes(b"junk")
+    code = main(["verify", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == EXIT_FAILURES
+    assert "FAILED" in out and "broken_ESM.pt" in out and "cannot be loaded" in out
+    assert re.search(r"^OK +6 +32 +\S+p_ESM.pt$", out, re.M)
