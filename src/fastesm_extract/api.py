@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .failures import FAILURE_LOG_NAME, FailureLog
-from .jobs import FileJob, plan_jobs
+from .jobs import FileJob, check_writable, plan_jobs
 from .manifest import Provenance, build_manifest, sha256_of, utc_now, write_manifest
 from .model import DEFAULT_MODEL, LoadedModel, load_model, prepare_model
 from .pipeline import (
@@ -115,6 +115,7 @@ def extract_files(
     writing overlap with compute.
     """
     jobs = plan_jobs(list(inputs), output_dir)
+    check_writable(jobs)
     if isinstance(model, str):
         loaded = load_model(model, revision=revision, device=device, dtype=dtype)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,3 +62,19 @@ def plan_jobs(inputs: list[str | Path], output_dir: str | Path | None = None) ->
     # The same file named twice (e.g. a file and its folder) is done once.
     unique = {job.output.resolve(): job for job in jobs}
     return list(unique.values())
+
+
+def check_writable(jobs: list[FileJob]) -> None:
+    """Fail early, before the model loads, when an output folder cannot be written.
+
+    Creates each distinct output folder and a probe file in it; raises `InputError`.
+    """
+    for folder in sorted({job.output.parent for job in jobs}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as error:
+            raise InputError(
+                f"cannot write outputs to {folder}: {error.strerror or error}"
+            ) from error

@@ -1,0 +1,83 @@
+"""Kill test: SIGKILL a real run at several moments, resume, and get the uninterrupted result."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from helpers import random_proteins, write_fasta
+
+N_FILES = 12
+
+
+def command(folder: Path, out: Path, checkpoint: Path) -> list[str]:
+    script = Path(sys.executable).parent / "fastesm-extract"
+    return [
+        str(script),
+        "extract",
+        str(folder),
+        "-o",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+
+
+def environment() -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def finished_outputs(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*_ESM.pt"))}
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_outputs(
+    tiny_checkpoint, tmp_path
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for part in range(N_FILES):
+        write_fasta(folder / f"output_{part}.fa", random_proteins(150, 50, 400, seed=part))
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    subprocess.run(
+        command(folder, reference, tiny_checkpoint), env=environment(), check=True, timeout=300
+    )
+    assert len(finished_outputs(reference)) == N_FILES
+
+    rng = random.Random(20261125)
+    kills = 0
+    for wait_for in (1, 4, 8):
+        process = subprocess.Popen(
+            command(folder, resumed, tiny_checkpoint), env=environment(), stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 120
+        while (
+            len(finished_outputs(resumed)) < wait_for
+            and process.poll() is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))  # land anywhere: mid-batch, mid-write, between files
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait(timeout=60)
+    assert kills >= 2, "the run finished before it could be killed: make the workload larger"
+
+    final = subprocess.run(
+        command(folder, resumed, tiny_checkpoint),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert final.returncode == 0, final.stderr
+    assert finished_outputs(resumed) == finished_outputs(reference)  # bitwise
+    leftovers = [p.name for p in resumed.iterdir() if p.name.startswith(".tmp-")]
+    assert leftovers == []
