@@ -13,6 +13,7 @@ from .failures import FAILURE_LOG_NAME, FailureLog
 from .jobs import FileJob, check_writable, plan_jobs
 from .manifest import Provenance, build_manifest, sha256_of, utc_now, write_manifest
 from .model import DEFAULT_MODEL, LoadedModel, load_model, prepare_model
+from .parallel import Shard, WorkerSpec, run_on_devices, shard_jobs
 from .pipeline import (
     ExtractionSettings,
     Extractor,
@@ -99,6 +100,8 @@ def extract_files(
     tokenizer: object | None = None,
     revision: str | None = None,
     device: str = "cuda",
+    devices: Sequence[str] | None = None,
+    shard: Shard | None = None,
     dtype: str | None = None,
     toks_per_batch: int = 2048,
     truncation_seq_length: int = 1024,
@@ -107,31 +110,49 @@ def extract_files(
     failure_log: str | Path | None = None,
     show_progress: bool = True,
 ) -> RunSummary:
-    """Embed many FASTA files (or folders of them) with the model loaded once.
+    """Embed many FASTA files (or folders of them) with the model loaded once per device.
 
     Outputs go beside each input, or under `output_dir` keeping folder layout. Finished
     outputs are skipped unless `overwrite`; outputs whose manifest shows another input, model
     or setting are reported as stale and kept, or rebuilt with `redo_stale`. Reading and
-    writing overlap with compute.
+    writing overlap with compute. With several `devices` (the model given by name), one
+    worker process per device takes files as it frees up; with a `shard`, only that share
+    of the files is done.
     """
     jobs = plan_jobs(list(inputs), output_dir)
+    if shard is not None:
+        jobs = shard_jobs(jobs, shard)
+        log.info(
+            "shard %d/%d (%s): %d files", shard.index + 1, shard.count, shard.source, len(jobs)
+        )
     check_writable(jobs)
-    if isinstance(model, str):
-        loaded = load_model(model, revision=revision, device=device, dtype=dtype)
-    else:
-        loaded = _as_loaded(model, tokenizer)
     default_log_dir = Path(output_dir) if output_dir is not None else Path.cwd()
     log_path = Path(failure_log) if failure_log is not None else default_log_dir / FAILURE_LOG_NAME
     settings = ExtractionSettings(toks_per_batch, truncation_seq_length, overwrite, redo_stale)
-    log.info(
-        "extracting %d files with %s on %s (%s, hidden size %d)",
-        len(jobs),
-        loaded.model_id,
-        loaded.device,
-        str(loaded.dtype).removeprefix("torch."),
-        loaded.hidden_size,
-    )
-    summary = Extractor(loaded, settings, FailureLog(log_path), show_progress).run(jobs)
+    if devices is not None and len(devices) > 1:
+        if not isinstance(model, str):
+            raise ValueError("several devices need the model by name: each worker loads its own")
+        cpu_workers = sum(torch.device(d).type == "cpu" for d in devices)
+        threads = max(1, torch.get_num_threads() // cpu_workers) if cpu_workers else None
+        spec = WorkerSpec(model, revision, dtype, settings, log_path, threads)
+        log.info("extracting %d files with %s on %s", len(jobs), model, ", ".join(devices))
+        summary = run_on_devices(jobs, list(devices), spec, show_progress)
+    else:
+        if devices:
+            device = devices[0]
+        if isinstance(model, str):
+            loaded = load_model(model, revision=revision, device=device, dtype=dtype)
+        else:
+            loaded = _as_loaded(model, tokenizer)
+        log.info(
+            "extracting %d files with %s on %s (%s, hidden size %d)",
+            len(jobs),
+            loaded.model_id,
+            loaded.device,
+            str(loaded.dtype).removeprefix("torch."),
+            loaded.hidden_size,
+        )
+        summary = Extractor(loaded, settings, FailureLog(log_path), show_progress).run(jobs)
     log.info(
         "done in %.1f s: %d files written, %d skipped, %d failed; %d records embedded, %d failed",
         summary.seconds,

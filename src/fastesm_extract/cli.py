@@ -14,6 +14,7 @@ from .fasta import FastaError
 from .jobs import InputError
 from .merge import MergeError, MergeOutcome, merge_files, merge_folder, merge_name
 from .model import DEFAULT_MODEL, ModelLoadError
+from .parallel import parse_devices, parse_shard, shard_from_environment
 from .pipeline import FAILED, STALE, WRITTEN, RunSummary
 from .split import PARTS_FOLDER, extract_split
 from .verify import find_outputs, verify_output
@@ -52,6 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--device",
         default="cuda",
         help="cuda, cuda:N or cpu (default cuda; never falls back silently)",
+    )
+    extract.add_argument(
+        "--devices",
+        metavar="LIST",
+        help="one worker process per device, files shared dynamically: cuda:0,cuda:1 or all "
+        "(every visible GPU); overrides --device",
+    )
+    extract.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="do only the K-th of N deterministic shares of the files (1-based); default from "
+        "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or torchrun's RANK/WORLD_SIZE when set",
     )
     extract.add_argument(
         "--dtype",
@@ -189,10 +202,21 @@ def run_extract(args: argparse.Namespace) -> int:
             return usage_error("--split-every must be positive")
         if len(args.inputs) != 1 or args.output_dir is None:
             return usage_error("--split-every takes exactly one FASTA file and -o OUTDIR")
+    try:
+        devices = parse_devices(args.devices) if args.devices else None
+        shard = parse_shard(args.shard) if args.shard else shard_from_environment()
+    except (InputError, ModelLoadError) as error:
+        return usage_error(str(error))
+    device = args.device
+    if shard is not None and shard.local_rank is not None and device == "cuda" and not devices:
+        device = f"cuda:{shard.local_rank}"  # torchrun: one rank per GPU of the node
+    if args.split_every is not None and shard is not None:
+        return usage_error("--split-every cannot be sharded: run it once, with --devices")
     options = dict(
         model=args.model,
         revision=args.revision,
-        device=args.device,
+        device=device,
+        devices=devices,
         dtype=args.dtype,
         toks_per_batch=args.toks_per_batch,
         truncation_seq_length=args.truncation_seq_length,
@@ -204,7 +228,7 @@ def run_extract(args: argparse.Namespace) -> int:
     try:
         with logging_redirect_tqdm():
             if args.split_every is None:
-                summary = extract_files(args.inputs, args.output_dir, **options)
+                summary = extract_files(args.inputs, args.output_dir, shard=shard, **options)
             else:
                 _, summary = extract_split(
                     args.inputs[0], args.output_dir, args.split_every, **options

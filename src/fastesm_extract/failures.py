@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,7 +29,8 @@ class FailureLog:
     """Appends one line per failure: UTC time, input file, record ID, kind, message.
 
     The file is created on the first failure only, so a clean run leaves nothing behind.
-    Thread-safe: the reader, compute and writer stages all report here.
+    Thread-safe (the reader, compute and writer stages all report here) and safe to share
+    between processes on one machine.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -52,6 +54,11 @@ class FailureLog:
         )
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(lines)
+            # One O_APPEND write per call, so worker processes sharing the log never
+            # interleave inside a line.
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(descriptor, lines.encode("utf-8"))
+            finally:
+                os.close(descriptor)
             self.count += len(failures)

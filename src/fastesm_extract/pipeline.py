@@ -35,7 +35,7 @@ from .manifest import (
     write_manifest,
 )
 from .model import LoadedModel
-from .progress import RunProgress
+from .progress import ProgressSink, RunProgress
 from .store import (
     OutputError,
     embeddings_from_block,
@@ -356,25 +356,31 @@ class Extractor:
         while (item := ready.get()) is not done:
             yield item
 
-    def run(self, jobs: Iterable[FileJob]) -> RunSummary:
-        """Process every job; returns the summary (never raises for a bad file or record)."""
-        jobs = list(jobs)
+    def run(self, jobs: Iterable[FileJob], progress: ProgressSink | None = None) -> RunSummary:
+        """Process every job; returns the summary (never raises for a bad file or record).
+
+        `jobs` is consumed lazily by the reader thread, so it may be a queue-fed generator.
+        """
         started = time.perf_counter()
         summary = RunSummary(failure_log=self.failure_log.path)
-        progress = RunProgress(len(jobs), enabled=self.show_progress)
+        if progress is None:
+            jobs = list(jobs)
+            progress = RunProgress(len(jobs), enabled=self.show_progress)
         stop = threading.Event()
         pending: list[Future] = []
 
+        def finished(result: FileResult) -> None:
+            summary.results.append(result)
+            progress.file_done(result)
+
         def collect(future: Future) -> None:
-            summary.results.append(future.result())
-            progress.file_done()
+            finished(future.result())
 
         try:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastesm-write") as writer:
                 for item in self._prepared_in_background(jobs, stop):
                     if isinstance(item, FileResult):
-                        summary.results.append(item)
-                        progress.file_done()
+                        finished(item)
                         continue
                     computed = compute_file(item, self.loaded, progress.sequences)
                     pending.append(writer.submit(self._write, computed))

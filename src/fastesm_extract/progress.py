@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
 from tqdm.auto import tqdm
 
 log = logging.getLogger("fastesm_extract")
 LOG_EVERY_FILES = 100
+
+
+class ProgressSink(Protocol):
+    """Where the pipeline reports progress: a local bar, or a queue to the parent process."""
+
+    def sequences(self, count: int) -> None: ...
+
+    def file_done(self, result: object) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class RunProgress:
@@ -34,7 +45,7 @@ class RunProgress:
         self._bar.set_postfix_str(f"{self.sequences_done} seq, {rate:.0f} seq/s", refresh=False)
         self._bar.update(0)  # redraws at most every `mininterval`
 
-    def file_done(self) -> None:
+    def file_done(self, result: object = None) -> None:
         self.files_done += 1
         self._bar.update(1)
         if self.files_done % LOG_EVERY_FILES == 0:

@@ -151,6 +151,7 @@ def extract_split(
     tokenizer: object | None = None,
     revision: str | None = None,
     device: str = "cuda",
+    devices: list[str] | None = None,
     dtype: str | None = None,
     toks_per_batch: int = 2048,
     truncation_seq_length: int = 1024,
@@ -170,7 +171,7 @@ def extract_split(
     fasta, output_dir = Path(fasta), Path(output_dir)
     if not fasta.is_file():
         raise InputError(f"{fasta} is not a file (--split-every takes one FASTA file)")
-    if isinstance(model, str):
+    if isinstance(model, str) and not (devices and len(devices) > 1):
         model = load_model(model, revision=revision, device=device, dtype=dtype)
 
     def drop_stale_output(index: int) -> None:
@@ -203,6 +204,9 @@ def extract_split(
         output_dir,
         model=model,
         tokenizer=tokenizer,
+        revision=revision,
+        devices=devices,
+        dtype=dtype,
         toks_per_batch=toks_per_batch,
         truncation_seq_length=truncation_seq_length,
         overwrite=overwrite,

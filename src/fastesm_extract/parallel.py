@@ -1,0 +1,249 @@
+"""Scale-out: one worker process per device on a node, and deterministic shards across nodes.
+
+Files are the unit of work everywhere, and batches never mix files, so an output is bitwise
+the same whichever worker, shard or node computed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .failures import WHOLE_FILE, FailureLog, RecordFailure
+from .jobs import FileJob, InputError
+from .model import ModelLoadError, load_model
+from .pipeline import FAILED, ExtractionSettings, Extractor, FileResult, RunSummary
+from .progress import RunProgress
+
+log = logging.getLogger("fastesm_extract")
+
+
+# ---------------------------------------------------------------- shards (many nodes)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the files: every `count`-th file from `index` (0-based)."""
+
+    index: int
+    count: int
+    source: str  # where it came from, for the log: "--shard", "SLURM", "torchrun"
+    local_rank: int | None = None  # torchrun: this rank's GPU on its node
+
+
+def parse_shard(text: str) -> Shard:
+    """`"K/N"` with 1 <= K <= N (1-based, as people count array tasks) -> Shard(K-1, N)."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError as error:
+        raise InputError(f"--shard {text!r}: expected K/N, e.g. 1/4") from error
+    if not 1 <= k <= n:
+        raise InputError(f"--shard {text!r}: need 1 <= K <= N")
+    return Shard(k - 1, n, "--shard")
+
+
+def shard_from_environment(environ: dict | None = None) -> Shard | None:
+    """The shard a Slurm job array task or a torchrun rank implies, if any."""
+    env = os.environ if environ is None else environ
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        index, count = int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+        if not 0 <= index < count:
+            raise InputError(
+                f"SLURM_ARRAY_TASK_ID {env['SLURM_ARRAY_TASK_ID']} is outside an array of "
+                f"{count} tasks starting at {first}: use --array=0-{count - 1} or 1-{count} "
+                "with a step of 1, or give --shard K/N"
+            )
+        return Shard(index, count, "SLURM")
+    if "RANK" in env and "WORLD_SIZE" in env:
+        local_rank = int(env["LOCAL_RANK"]) if "LOCAL_RANK" in env else None
+        return Shard(int(env["RANK"]), int(env["WORLD_SIZE"]), "torchrun", local_rank)
+    return None
+
+
+def shard_jobs(jobs: list[FileJob], shard: Shard) -> list[FileJob]:
+    """Deterministic: jobs sorted by output path, then every `count`-th from `index`.
+
+    Every shard computes the same order from the same inputs, so all shards together cover
+    every file exactly once.
+    """
+    ordered = sorted(jobs, key=lambda job: str(job.output))
+    return ordered[shard.index :: shard.count]
+
+
+# ------------------------------------------------------------ devices (one node, many GPUs)
+
+
+def parse_devices(text: str) -> list[str]:
+    """`"all"` (every visible GPU) or a comma list such as `"cuda:0,cuda:1"` / `"cpu,cpu"`."""
+    if text.strip() == "all":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ModelLoadError("--devices all: no CUDA device is visible")
+        return [f"cuda:{index}" for index in range(count)]
+    devices = [part.strip() for part in text.split(",") if part.strip()]
+    if not devices:
+        raise InputError("--devices: give e.g. cuda:0,cuda:1 or all")
+    return devices
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs to load its own model and run (picklable)."""
+
+    model_id: str
+    revision: str | None
+    dtype: str | None
+    settings: ExtractionSettings
+    failure_log: Path
+    cpu_threads: int | None
+
+
+class _QueueProgress:
+    """Progress sink of a worker: forwards sequence counts and file results to the parent."""
+
+    def __init__(self, events, worker: int) -> None:
+        self.events, self.worker = events, worker
+        self._unsent, self._last = 0, time.monotonic()
+
+    def sequences(self, count: int) -> None:
+        self._unsent += count
+        if time.monotonic() - self._last > 0.25:  # batch the messages, not one per batch
+            self.flush()
+
+    def flush(self) -> None:
+        if self._unsent:
+            self.events.put(("sequences", self.worker, self._unsent))
+        self._unsent, self._last = 0, time.monotonic()
+
+    def file_done(self, result: FileResult) -> None:
+        self.flush()
+        self.events.put(("done", self.worker, result))
+
+    def close(self) -> None:
+        self.flush()
+
+
+def _jobs_from(tasks, events, worker: int) -> Iterator[FileJob]:
+    """Take jobs from the shared queue until the sentinel, telling the parent each one."""
+    while (job := tasks.get()) is not None:
+        events.put(("took", worker, job))
+        yield job
+
+
+def _worker_main(worker: int, device: str, spec: WorkerSpec, tasks, events) -> None:
+    """A worker process: load the model once on `device`, then take files until none are left."""
+    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s [{device}] %(message)s")
+    if spec.cpu_threads:
+        torch.set_num_threads(spec.cpu_threads)
+    try:
+        loaded = load_model(spec.model_id, revision=spec.revision, device=device, dtype=spec.dtype)
+    except ModelLoadError as error:
+        events.put(("fatal", worker, f"{device}: {error}"))
+        return
+    events.put(("ready", worker, device))
+    progress = _QueueProgress(events, worker)
+    extractor = Extractor(loaded, spec.settings, FailureLog(spec.failure_log), False)
+    extractor.run(_jobs_from(tasks, events, worker), progress)
+    progress.close()
+    events.put(("exit", worker, None))
+
+
+def run_on_devices(
+    jobs: list[FileJob], devices: list[str], spec: WorkerSpec, show_progress: bool = True
+) -> RunSummary:
+    """Run `jobs` with one spawned worker per device; files are handed out largest first.
+
+    A worker that dies loses only the files it was working on: they are reported as failed
+    (and redone by the next run, since they have no valid output); the others go on.
+    """
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be used after fork
+    tasks, events = context.Queue(), context.Queue()
+    for job in sorted(jobs, key=_input_size, reverse=True):
+        tasks.put(job)
+    for _ in devices:
+        tasks.put(None)
+    workers = [
+        context.Process(target=_worker_main, args=(i, device, spec, tasks, events), daemon=True)
+        for i, device in enumerate(devices)
+    ]
+    for process in workers:
+        process.start()
+    summary = RunSummary(failure_log=spec.failure_log)
+    progress = RunProgress(len(jobs), enabled=show_progress)
+    in_flight: dict[int, dict[Path, FileJob]] = {i: {} for i in range(len(workers))}
+    finished: set[int] = set()
+    fatal: list[str] = []
+    try:
+        while len(finished) < len(workers):
+            try:
+                kind, worker, payload = events.get(timeout=0.5)
+            except queue.Empty:
+                for i, process in enumerate(workers):
+                    if i not in finished and not process.is_alive() and events.empty():
+                        finished.add(i)
+                        summary.results += _lost_files(in_flight[i], process.exitcode, spec)
+                continue
+            if kind == "took":
+                in_flight[worker][payload.output] = payload
+            elif kind == "sequences":
+                progress.sequences(payload)
+            elif kind == "done":
+                in_flight[worker].pop(payload.job.output, None)
+                summary.results.append(payload)
+                progress.file_done(payload)
+            elif kind == "ready":
+                log.info("worker %d ready on %s", worker, payload)
+            elif kind == "fatal":
+                fatal.append(payload)
+                finished.add(worker)
+            elif kind == "exit":
+                finished.add(worker)
+    finally:
+        progress.close()
+        for process in workers:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+    if fatal and len(fatal) == len(workers):
+        raise ModelLoadError("no worker could load the model: " + "; ".join(fatal))
+    for message in fatal:
+        log.error("worker failed to start: %s", message)
+    done = {result.job.output for result in summary.results}
+    for job in jobs:
+        if job.output not in done:  # left in the queue when every worker had stopped
+            summary.results.append(
+                FileResult(job, FAILED, message="not processed: no worker left; rerun")
+            )
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _input_size(job: FileJob) -> int:
+    try:
+        return job.fasta.stat().st_size
+    except OSError:
+        return 0
+
+
+def _lost_files(
+    jobs: dict[Path, FileJob], exitcode: int | None, spec: WorkerSpec
+) -> list[FileResult]:
+    """Files a dead worker had taken: reported as failed, to be redone by the next run."""
+    message = f"worker process died (exit code {exitcode}); rerun to redo this file"
+    failure_log = FailureLog(spec.failure_log)
+    results = []
+    for job in jobs.values():
+        log.error("%s: %s", job.fasta, message)
+        failure_log.record(job.fasta, RecordFailure(WHOLE_FILE, "worker_died", message))
+        results.append(FileResult(job, FAILED, message=message))
+    return results

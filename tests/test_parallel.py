@@ -1,0 +1,181 @@
+"""Scale-out: shards across nodes and worker processes across devices give identical outputs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import random_proteins, write_fasta
+
+from fastesm_extract import extract_files, load_embeddings
+from fastesm_extract.jobs import FileJob, InputError
+from fastesm_extract.parallel import (
+    Shard,
+    parse_devices,
+    parse_shard,
+    shard_from_environment,
+    shard_jobs,
+)
+
+
+def make_inputs(folder: Path, files: int, records: int = 40) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in range(files):
+        write_fasta(folder / f"output_{part}.fa", random_proteins(records, 20, 300, seed=part))
+    return folder
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*_ESM.pt"))}
+
+
+def cli(folder: Path, out: Path, checkpoint: Path, *extra: str) -> list[str]:
+    script = Path(sys.executable).parent / "fastesm-extract"
+    return [
+        str(script),
+        "extract",
+        str(folder),
+        "-o",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--quiet",
+        *extra,
+    ]
+
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def test_shards_cover_every_file_exactly_once_and_deterministically():
+    jobs = [FileJob(Path(f"in/{i}.fa"), Path(f"out/{i:02d}_ESM.pt")) for i in range(10)]
+    shards = [shard_jobs(list(reversed(jobs)), Shard(k, 3, "test")) for k in range(3)]
+    assert sorted(job.output for shard in shards for job in shard) == [j.output for j in jobs]
+    assert [len(shard) for shard in shards] == [4, 3, 3]
+    assert shards[1] == shard_jobs(jobs, Shard(1, 3, "test"))  # input order does not matter
+
+
+def test_shard_parsing_and_environment():
+    assert parse_shard("2/4") == Shard(1, 4, "--shard")
+    for bad in ("0/4", "5/4", "x", "1/2/3"):
+        with pytest.raises(InputError):
+            parse_shard(bad)
+    slurm = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
+    assert shard_from_environment(slurm) == Shard(2, 4, "SLURM")
+    assert shard_from_environment(
+        {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "2"}
+    ) == Shard(0, 2, "SLURM")
+    with pytest.raises(InputError, match="outside an array"):
+        shard_from_environment({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "2"})
+    torchrun = {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}
+    assert shard_from_environment(torchrun) == Shard(5, 8, "torchrun", 1)
+    assert shard_from_environment({}) is None
+
+
+def test_device_lists():
+    assert parse_devices("cuda:0, cuda:1") == ["cuda:0", "cuda:1"]
+    assert parse_devices("cpu,cpu") == ["cpu", "cpu"]
+    with pytest.raises(InputError):
+        parse_devices(" , ")
+
+
+def test_the_union_of_all_shards_equals_the_unsharded_run(tiny_model, tmp_path):
+    folder = make_inputs(tmp_path / "in", 7, records=15)
+    extract_files([folder], tmp_path / "whole", model=tiny_model, show_progress=False)
+    for k in range(3):
+        summary = extract_files(
+            [folder],
+            tmp_path / "sharded",
+            model=tiny_model,
+            shard=Shard(k, 3, "test"),
+            show_progress=False,
+        )
+        assert summary.count("written") == len(range(k, 7, 3))
+    assert outputs(tmp_path / "sharded") == outputs(tmp_path / "whole")
+    assert len(outputs(tmp_path / "whole")) == 7
+
+
+def test_shard_from_slurm_environment_through_the_cli(tiny_checkpoint, tmp_path):
+    folder = make_inputs(tmp_path / "in", 4, records=5)
+    env = {
+        **ENV,
+        "SLURM_ARRAY_TASK_ID": "2",
+        "SLURM_ARRAY_TASK_COUNT": "2",
+        "SLURM_ARRAY_TASK_MIN": "1",
+    }
+    subprocess.run(
+        cli(folder, tmp_path / "out", tiny_checkpoint, "--device", "cpu"),
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    assert sorted(outputs(tmp_path / "out")) == ["output_1_ESM.pt", "output_3_ESM.pt"]
+
+
+def test_two_cpu_workers_write_outputs_bitwise_identical_to_one_process(tiny_checkpoint, tmp_path):
+    folder = make_inputs(tmp_path / "in", 6)
+    subprocess.run(
+        cli(folder, tmp_path / "one", tiny_checkpoint, "--device", "cpu"),
+        env=ENV,
+        check=True,
+        timeout=300,
+    )
+    result = subprocess.run(
+        cli(folder, tmp_path / "two", tiny_checkpoint, "--devices", "cpu,cpu"),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "6 written, 0 skipped, 0 failed files; 240 records embedded" in result.stderr
+    assert len(outputs(tmp_path / "two")) == 6
+    assert outputs(tmp_path / "two") == outputs(tmp_path / "one")
+
+
+def worker_pids(parent: int) -> list[int]:
+    pids = []
+    for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"spawn_main" in cmdline:
+            pids.append(int(child))
+    return pids
+
+
+def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(tiny_checkpoint, tmp_path):
+    folder = make_inputs(tmp_path / "in", 10, records=150)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        cli(folder, out, tiny_checkpoint, "--devices", "cpu,cpu"),
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(outputs(out)) < 1 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    victims = worker_pids(process.pid)
+    assert len(victims) == 2, "expected two worker processes"
+    os.kill(victims[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1, stderr
+    assert "worker process died" in stderr
+    lost = sum(line.strip().startswith("FAILED") for line in stderr.splitlines())
+    assert lost >= 1
+    assert len(outputs(out)) == 10 - lost  # the other worker finished everything else
+
+    rerun = subprocess.run(
+        cli(folder, out, tiny_checkpoint, "--devices", "cpu,cpu"),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{lost} written, {10 - lost} skipped" in rerun.stderr
+    for path in out.glob("*_ESM.pt"):
+        assert len(load_embeddings(path, 32)[0]) == 150
+    assert [p.name for p in out.iterdir() if p.name.startswith(".tmp-")] == []
