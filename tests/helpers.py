@@ -1,5 +1,7 @@
 """Small test helpers: FASTA writing and deterministic random proteins."""
 
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -25,3 +27,29 @@ def random_proteins(count: int, low: int, high: int, seed: int = 0) -> list[tupl
         picks = torch.randint(0, len(alphabet), (length,), generator=generator).tolist()
         records.append((f"prot_{seed}_{index}", "".join(alphabet[p] for p in picks)))
     return records
+
+
+def cli_command(folder: Path, out: Path, checkpoint: Path, *extra: str) -> list[str]:
+    """The installed `fastesm-extract extract` command line, quiet, for subprocess tests."""
+    script = Path(sys.executable).parent / "fastesm-extract"
+    return [
+        str(script),
+        "extract",
+        str(folder),
+        "-o",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--quiet",
+        *extra,
+    ]
+
+
+def subprocess_environment() -> dict:
+    """Offline, one thread per process: runs compare bitwise across processes."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def finished_outputs(folder: Path) -> dict[str, bytes]:
+    """Bytes of every `*_ESM.pt` directly in `folder`, by name."""
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*_ESM.pt"))}

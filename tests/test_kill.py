@@ -1,40 +1,19 @@
 """Kill test: SIGKILL a real run at several moments, resume, and get the uninterrupted result."""
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-from helpers import random_proteins, write_fasta
+from helpers import (
+    cli_command,
+    finished_outputs,
+    random_proteins,
+    subprocess_environment,
+    write_fasta,
+)
 
 N_FILES = 12
-
-
-def command(folder: Path, out: Path, checkpoint: Path) -> list[str]:
-    script = Path(sys.executable).parent / "fastesm-extract"
-    return [
-        str(script),
-        "extract",
-        str(folder),
-        "-o",
-        str(out),
-        "--model",
-        str(checkpoint),
-        "--device",
-        "cpu",
-        "--quiet",
-    ]
-
-
-def environment() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
-
-def finished_outputs(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.glob("*_ESM.pt"))}
 
 
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_outputs(
@@ -46,7 +25,10 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_outputs(
         write_fasta(folder / f"output_{part}.fa", random_proteins(150, 50, 400, seed=part))
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     subprocess.run(
-        command(folder, reference, tiny_checkpoint), env=environment(), check=True, timeout=300
+        cli_command(folder, reference, tiny_checkpoint, "--device", "cpu"),
+        env=subprocess_environment(),
+        check=True,
+        timeout=300,
     )
     assert len(finished_outputs(reference)) == N_FILES
 
@@ -54,7 +36,9 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_outputs(
     kills = 0
     for wait_for in (1, 4, 8):
         process = subprocess.Popen(
-            command(folder, resumed, tiny_checkpoint), env=environment(), stderr=subprocess.DEVNULL
+            cli_command(folder, resumed, tiny_checkpoint, "--device", "cpu"),
+            env=subprocess_environment(),
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
         while (
@@ -71,8 +55,8 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_outputs(
     assert kills >= 2, "the run finished before it could be killed: make the workload larger"
 
     final = subprocess.run(
-        command(folder, resumed, tiny_checkpoint),
-        env=environment(),
+        cli_command(folder, resumed, tiny_checkpoint, "--device", "cpu"),
+        env=subprocess_environment(),
         capture_output=True,
         text=True,
         timeout=300,

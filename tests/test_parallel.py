@@ -3,12 +3,21 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import random_proteins, write_fasta
+from helpers import (
+    cli_command as cli,
+)
+from helpers import (
+    finished_outputs as outputs,
+)
+from helpers import (
+    random_proteins,
+    subprocess_environment,
+    write_fasta,
+)
 
 from fastesm_extract import extract_files, load_embeddings
 from fastesm_extract.jobs import FileJob, InputError
@@ -28,26 +37,7 @@ def make_inputs(folder: Path, files: int, records: int = 40) -> Path:
     return folder
 
 
-def outputs(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.glob("*_ESM.pt"))}
-
-
-def cli(folder: Path, out: Path, checkpoint: Path, *extra: str) -> list[str]:
-    script = Path(sys.executable).parent / "fastesm-extract"
-    return [
-        str(script),
-        "extract",
-        str(folder),
-        "-o",
-        str(out),
-        "--model",
-        str(checkpoint),
-        "--quiet",
-        *extra,
-    ]
-
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+ENV = subprocess_environment()
 
 
 def test_shards_cover_every_file_exactly_once_and_deterministically():
