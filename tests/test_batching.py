@@ -43,4 +43,7 @@ def test_collate_builds_cls_residues_eos_padding():
     assert batch.row_index.tolist() == [2, 0]
     assert batch.input_ids.dtype == torch.int64
     assert batch.input_ids.tolist() == [[0, 5, 6, 7, 2], [0, 20, 15, 2, 1]]
-    assert batch.residue_counts.tolist() == [3, 2]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+    assert batch.residue_mask.shape == (2, 1, 5) and batch.residue_mask.dtype == torch.float32
+    assert batch.residue_mask.squeeze(1).tolist() == [[0, 1, 1, 1, 0], [0, 1, 1, 0, 0]]
+    assert batch.residue_counts.tolist() == [[3.0], [2.0]]

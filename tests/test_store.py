@@ -7,8 +7,10 @@ from fastesm_extract import store
 from fastesm_extract.store import (
     OutputError,
     embeddings_from_block,
+    finite_rows,
     load_embeddings,
     save_embeddings_atomic,
+    validate_block,
     validate_embeddings,
 )
 
@@ -107,3 +109,43 @@ def test_a_malicious_pickle_is_never_executed(tmp_path):
     with pytest.raises(OutputError, match="cannot be loaded"):
         load_embeddings(path)
     assert not marker.exists()
+
+
+def test_finite_rows_screen_is_exact():
+    block = torch.zeros(5, 4)
+    block[1, 2] = float("nan")
+    block[3, 0] = float("-inf")
+    block[4] = torch.tensor([3e38, 3e38, -1.0, 0.0])  # the sum overflows, the values are finite
+    assert finite_rows(block).tolist() == [True, False, True, False, True]
+
+
+def test_validate_block_checks_shape_dtype_count_and_values():
+    block = torch.zeros(2, 4)
+    assert validate_block(["a", "b"], block, 4) == []
+    assert validate_block(["a", "b"], block, 8) == ["4 dimensions, expected 8"]
+    assert validate_block(["a"], block, 4) == ["1 proteins but 2 embeddings"]
+    assert "not (n, d) float32" in validate_block(["a", "b"], block.half(), 4)[0]
+    block[1, 0] = float("inf")
+    assert validate_block(["a", "b"], block, 4) == ["b: embedding has NaN or infinite values"]
+
+
+def test_saving_pauses_garbage_collection_and_restores_it(tmp_path, monkeypatch):
+    import gc
+
+    seen = []
+    real_save = store.torch.save
+
+    def spy(obj, handle):
+        seen.append(gc.isenabled())
+        real_save(obj, handle)
+
+    monkeypatch.setattr(store.torch, "save", spy)
+    assert gc.isenabled()
+    save_embeddings_atomic(tmp_path / "a_ESM.pt", ["a"], [torch.zeros(4)])
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        save_embeddings_atomic(tmp_path / "b_ESM.pt", ["a"], [torch.zeros(4)])
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()

@@ -37,18 +37,29 @@ def make_batches(token_counts: Sequence[int], toks_per_batch: int) -> list[list[
 class BatchInputs:
     """Model inputs for one batch; `rows` are record indices within the file."""
 
+    # Everything the device needs is built here, on the reader thread, so the device thread
+    # only copies and computes.
     rows: list[int]
     row_index: torch.Tensor  # (b,) int64: `rows` as a tensor, to place results without a sync
     input_ids: torch.Tensor  # (b, l) int64: <cls> residues <eos> <pad>...
-    residue_counts: torch.Tensor  # (b,) int64: residues per row (tokens minus <cls>/<eos>)
+    attention_mask: torch.Tensor  # (b, l) int64: 1 from <cls> to <eos>
+    residue_mask: torch.Tensor  # (b, 1, l) float32: 1.0 on residues only
+    residue_counts: torch.Tensor  # (b, 1) float32: residues per row
 
     def pin_memory(self) -> BatchInputs:
         """Page-locked copies, so host-to-GPU transfers can be asynchronous."""
         return BatchInputs(
             self.rows,
-            self.row_index.pin_memory(),
-            self.input_ids.pin_memory(),
-            self.residue_counts.pin_memory(),
+            *(
+                tensor.pin_memory()
+                for tensor in (
+                    self.row_index,
+                    self.input_ids,
+                    self.attention_mask,
+                    self.residue_mask,
+                    self.residue_counts,
+                )
+            ),
         )
 
 
@@ -62,5 +73,14 @@ def collate(alphabet: EsmAlphabet, tokens: Sequence[np.ndarray], rows: list[int]
         residues = tokens[row]
         input_ids[position, 1 : len(residues) + 1] = residues
     input_ids[np.arange(len(rows)), counts + 1] = alphabet.eos_id
-    row_index = torch.tensor(rows, dtype=torch.int64)
-    return BatchInputs(rows, row_index, torch.from_numpy(input_ids), torch.from_numpy(counts))
+    positions = np.arange(width)  # (l,)
+    attention_mask = positions < (counts + SPECIAL_TOKENS_PER_SEQUENCE)[:, None]  # (b, l)
+    residue_mask = (positions >= 1) & (positions <= counts[:, None])  # (b, l)
+    return BatchInputs(
+        rows,
+        torch.tensor(rows, dtype=torch.int64),
+        torch.from_numpy(input_ids),
+        torch.from_numpy(attention_mask.astype(np.int64)),
+        torch.from_numpy(residue_mask.astype(np.float32)).unsqueeze(1),
+        torch.from_numpy(counts.astype(np.float32)).unsqueeze(1),
+    )

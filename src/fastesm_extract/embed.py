@@ -18,16 +18,17 @@ log = logging.getLogger(__name__)
 def embed_batch(loaded: LoadedModel, batch: BatchInputs) -> torch.Tensor:
     """Mean of `last_hidden_state` over residue positions: (b, hidden) float32 on the device."""
     device = loaded.device
-    non_blocking = device.type == "cuda"
-    input_ids = batch.input_ids.to(device, non_blocking=non_blocking)  # (b, l)
-    residues = batch.residue_counts.to(device, non_blocking=non_blocking)  # (b,)
-    positions = torch.arange(input_ids.shape[1], device=device)  # (l,)
-    attention_mask = (positions < (residues + 2).unsqueeze(1)).long()  # (b, l): <cls>..<eos>
-    residue_mask = (positions >= 1) & (positions <= residues.unsqueeze(1))  # (b, l)
+    non_blocking = device.type == "cuda"  # inputs are pinned on CUDA: no host sync
+
+    def to_device(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(device, non_blocking=non_blocking)
+
+    input_ids = to_device(batch.input_ids)  # (b, l)
+    attention_mask = to_device(batch.attention_mask)  # (b, l)
     hidden = loaded.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    # Accumulate in float32 whatever the model dtype: (b, 1, l) @ (b, l, d) -> (b, d)
-    summed = torch.bmm(residue_mask.unsqueeze(1).float(), hidden.float()).squeeze(1)
-    return summed / residues.unsqueeze(1).float()
+    # Sum over residues in float32 whatever the model dtype: (b, 1, l) @ (b, l, d) -> (b, d)
+    summed = torch.bmm(to_device(batch.residue_mask), hidden.float()).squeeze(1)
+    return summed / to_device(batch.residue_counts)  # (b, d) / (b, 1)
 
 
 @dataclass(frozen=True)

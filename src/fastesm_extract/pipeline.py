@@ -39,10 +39,11 @@ from .progress import ProgressSink, RunProgress
 from .store import (
     OutputError,
     embeddings_from_block,
+    finite_rows,
     load_embeddings,
     remove_leftover_temporaries,
     save_embeddings_atomic,
-    validate_embeddings,
+    validate_block,
 )
 
 log = logging.getLogger("fastesm_extract")
@@ -150,7 +151,8 @@ def compute_file(
 ) -> ComputedFile:
     """Embed every batch of a prepared file; a failing batch fails its records, not the run."""
     n_records = len(prepared.tokens)
-    block = torch.zeros(n_records, loaded.hidden_size, dtype=torch.float32, device=loaded.device)
+    # Rows left unwritten (failed records) are never read: `embedded` masks them.
+    block = torch.empty(n_records, loaded.hidden_size, dtype=torch.float32, device=loaded.device)
     embedded = torch.zeros(n_records, dtype=torch.bool)
     failures: list[RecordFailure] = []
     records = prepared.contents.records
@@ -170,9 +172,10 @@ def compute_file(
                         for r in outcome.rows
                     ]
                     continue
-                index = torch.tensor(outcome.rows, device=loaded.device)
-                if outcome.rows == batch.rows:  # the usual case: index already pinned
+                if outcome.rows == batch.rows:  # the usual case: index prebuilt and pinned
                     index = batch.row_index.to(loaded.device, non_blocking=True)
+                else:  # a piece of a batch split after running out of memory
+                    index = torch.tensor(outcome.rows, device=loaded.device)
                 block.index_copy_(0, index, outcome.embeddings)
                 embedded[outcome.rows] = True
         except Exception as error:  # noqa: BLE001 - a bad batch is logged, the run goes on
@@ -181,7 +184,7 @@ def compute_file(
             embedded[batch.rows] = False
         on_batch(len(batch.rows))
     block = block.cpu()  # one device-to-host transfer per file
-    finite = torch.isfinite(block).all(dim=1)
+    finite = finite_rows(block)
     for row in torch.nonzero(embedded & ~finite).flatten().tolist():
         failures.append(
             RecordFailure(
@@ -199,15 +202,14 @@ def assemble_output(
     keep = computed.embedded
     proteins = [record.id for record, ok in zip(records, keep.tolist()) if ok]
     block = computed.block if bool(keep.all()) else computed.block[keep]
-    data = embeddings_from_block(block)
     failures = computed.prepared.contents.failures + computed.failures
-    problems = validate_embeddings(proteins, data, hidden_size)
+    problems = validate_block(proteins, block, hidden_size)
     n_read = computed.prepared.contents.n_read
     if len(proteins) + len(failures) != n_read:
         problems.append(f"{len(proteins)} embedded + {len(failures)} failed != {n_read} read")
     if problems:
         raise OutputError(f"{computed.prepared.job.fasta}: " + "; ".join(problems))
-    return proteins, data, failures
+    return proteins, embeddings_from_block(block), failures
 
 
 def existing_output_is_valid(job: FileJob, hidden_size: int) -> bool:
