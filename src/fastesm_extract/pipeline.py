@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -48,6 +49,7 @@ from .store import (
 
 log = logging.getLogger("fastesm_extract")
 
+SWITCH_INTERVAL_S = 0.0005
 WRITTEN, SKIPPED, STALE, FAILED = "written", "skipped", "stale", "failed"
 
 
@@ -378,6 +380,10 @@ class Extractor:
         def collect(future: Future) -> None:
             finished(future.result())
 
+        # The device thread must get the GIL back quickly after each wait on the device; by
+        # default a busy reader or writer thread keeps it for up to 5 ms.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
         try:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastesm-write") as writer:
                 for item in self._prepared_in_background(jobs, stop):
@@ -392,6 +398,7 @@ class Extractor:
                 for future in pending:
                     collect(future)
         finally:
+            sys.setswitchinterval(switch_interval)
             stop.set()
             progress.close()
         summary.seconds = time.perf_counter() - started
