@@ -30,7 +30,7 @@ def test_cli_extracts_and_resumes(tiny_checkpoint, tmp_path, capsys):
     assert "0 written, 1 skipped" in capsys.readouterr().err
 
 
-def test_cli_settings_reach_the_extraction(tiny_checkpoint, tmp_path):
+def test_cli_settings_reach_the_extraction(tiny_checkpoint, tmp_path, capsys):
     (tmp_path / "a.fa").write_text(">a\n" + "M" * 50 + "\n")
     base = [
         "extract",
@@ -55,11 +55,15 @@ def test_cli_settings_reach_the_extraction(tiny_checkpoint, tmp_path):
         )
         == EXIT_OK
     )
+    first = capsys.readouterr().err
+    assert "1 records embedded, 0 failed" in first and "; 1 truncated" in first
     (tmp_path / "b.fa").write_text(">a\nMMMMM\n")
     assert main([*base[:1], str(tmp_path / "b.fa"), *base[2:], "-o", str(tmp_path / "u")]) == 0
     truncated = torch.load(tmp_path / "t" / "a_ESM.pt", weights_only=True)["data"][0]
     short = torch.load(tmp_path / "u" / "b_ESM.pt", weights_only=True)["data"][0]
     assert torch.equal(truncated, short)
+    summaries = capsys.readouterr().err
+    assert "; 1 truncated" not in summaries  # b.fa has nothing to truncate
 
 
 def test_cli_failures_give_a_summary_and_exit_1(tiny_checkpoint, tmp_path, capsys):

@@ -154,12 +154,14 @@ def extract_files(
         )
         summary = Extractor(loaded, settings, FailureLog(log_path), show_progress).run(jobs)
     log.info(
-        "done in %.1f s: %d files written, %d skipped, %d failed; %d records embedded, %d failed",
+        "done in %.1f s: %d files written, %d skipped, %d failed; %d records embedded, %d failed, "
+        "%d truncated",
         summary.seconds,
         summary.count("written"),
         summary.count("skipped"),
         summary.count("failed"),
         summary.records_embedded,
         summary.records_failed,
+        summary.records_truncated,
     )
     return summary

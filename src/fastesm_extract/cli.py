@@ -171,7 +171,8 @@ def print_summary(summary: RunSummary) -> None:
     print(
         f"fastesm-extract: {summary.count('written')} written, {summary.count('skipped')} "
         f"skipped, {len(failed_files)} failed files; {summary.records_embedded} records "
-        f"embedded, {summary.records_failed} failed ({summary.seconds:.1f} s)",
+        f"embedded, {summary.records_failed} failed ({summary.seconds:.1f} s)"
+        + (f"; {summary.records_truncated} truncated" if summary.records_truncated else ""),
         file=sys.stderr,
     )
     for result in failed_files[:20]:

@@ -101,6 +101,10 @@ class RunSummary:
         return sum(result.n_failed for result in self.results)
 
     @property
+    def records_truncated(self) -> int:
+        return sum(result.n_truncated for result in self.results)
+
+    @property
     def ok(self) -> bool:
         return self.count(FAILED) == 0 and self.records_failed == 0
 
