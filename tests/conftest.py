@@ -16,7 +16,19 @@ import torch  # noqa: E402
 from fastesm_extract import load_model  # noqa: E402
 from fastesm_extract.demo import build_demo_checkpoint  # noqa: E402
 
-SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "virnucpro"
+
+def _find_shared_fixtures() -> Path:
+    """`../shared/fixtures/virnucpro` beside the checkout (or FASTESM_SHARED_FIXTURES)."""
+    if "FASTESM_SHARED_FIXTURES" in os.environ:
+        return Path(os.environ["FASTESM_SHARED_FIXTURES"])
+    for folder in Path(__file__).resolve().parents[1:]:
+        candidate = folder / "shared" / "fixtures" / "virnucpro"
+        if candidate.is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "virnucpro"
+
+
+SHARED_FIXTURES = _find_shared_fixtures()
 TINY = {"num_layers": 2, "hidden_size": 32, "num_heads": 4}
 
 
