@@ -67,7 +67,7 @@ from transformers import EsmTokenizer
 import fastesm_extract
 from fastesm_extract import LoadedModel, extract_files, load_model, prepare_model
 from fastesm_extract.batching import make_batches
-from fastesm_extract.demo import ESM_VOCAB, build_demo_checkpoint
+from fastesm_extract.demo import ESM_VOCAB, build_demo_checkpoint, esm2_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AMINO_ACIDS = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
@@ -767,23 +767,9 @@ class ModelShape:
 
 def build_esm(shape: ModelShape, device: torch.device, dtype: torch.dtype, seed: int):
     """A FastESM2_650-shaped transformers EsmModel with seeded random weights, SDPA."""
-    from transformers import EsmConfig, EsmModel
+    from transformers import EsmModel
 
-    config = EsmConfig(
-        vocab_size=len(ESM_VOCAB),
-        hidden_size=shape.hidden,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        intermediate_size=shape.intermediate,
-        max_position_embeddings=1026,
-        position_embedding_type="rotary",
-        token_dropout=True,
-        emb_layer_norm_before=False,
-        pad_token_id=ESM_VOCAB.index("<pad>"),
-        mask_token_id=ESM_VOCAB.index("<mask>"),
-        layer_norm_eps=1e-5,
-        hidden_act="gelu",
-    )
+    config = esm2_config(shape.layers, shape.hidden, shape.heads, shape.intermediate)
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     with device:

@@ -17,24 +17,18 @@ ESM_VOCAB = (
 ).split()
 
 
-def build_demo_checkpoint(
-    out_dir: str | Path,
-    *,
-    num_layers: int = 6,
-    hidden_size: int = 320,
-    num_heads: int = 20,
-    seed: int = 0,
-) -> Path:
-    """Write an ESM2-architecture checkpoint with seeded random weights to `out_dir`."""
-    from transformers import EsmConfig, EsmModel
+def esm2_config(
+    num_layers: int, hidden_size: int, num_heads: int, intermediate_size: int | None = None
+):
+    """A `transformers.EsmConfig` of the ESM2 architecture (rotary, token dropout, ESM vocab)."""
+    from transformers import EsmConfig
 
-    out = Path(out_dir)
-    config = EsmConfig(
+    return EsmConfig(
         vocab_size=len(ESM_VOCAB),
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        intermediate_size=4 * hidden_size,
+        intermediate_size=intermediate_size or 4 * hidden_size,
         max_position_embeddings=1026,
         position_embedding_type="rotary",
         token_dropout=True,
@@ -44,6 +38,21 @@ def build_demo_checkpoint(
         layer_norm_eps=1e-5,
         hidden_act="gelu",
     )
+
+
+def build_demo_checkpoint(
+    out_dir: str | Path,
+    *,
+    num_layers: int = 6,
+    hidden_size: int = 320,
+    num_heads: int = 20,
+    seed: int = 0,
+) -> Path:
+    """Write an ESM2-architecture checkpoint with seeded random weights to `out_dir`."""
+    from transformers import EsmModel
+
+    out = Path(out_dir)
+    config = esm2_config(num_layers, hidden_size, num_heads)
     config.fastesm_extract_demo = True  # makes the loader warn: random weights
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
