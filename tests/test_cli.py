@@ -2,6 +2,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
@@ -124,3 +125,21 @@ def test_installed_command_shows_no_traceback_without_cuda(tmp_path):
     assert result.returncode == EXIT_USAGE
     assert "Traceback" not in result.stderr
     assert "CUDA is not available" in result.stderr and "--device cpu" in result.stderr
+
+
+def test_an_unexpected_error_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    import fastesm_extract.cli as cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(cli, "extract_files", broken)
+    monkeypatch.delenv("FASTESM_EXTRACT_DEBUG", raising=False)
+    (tmp_path / "a.fa").write_text(">a\nMK\n")
+    assert main(["extract", str(tmp_path / "a.fa"), "--device", "cpu"]) == cli.EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: something nobody expected" in err
+    assert "FASTESM_EXTRACT_DEBUG=1" in err and "Traceback" not in err
+    monkeypatch.setenv("FASTESM_EXTRACT_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="nobody expected"):
+        main(["extract", str(tmp_path / "a.fa"), "--device", "cpu"])

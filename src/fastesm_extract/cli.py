@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from .pipeline import FAILED, STALE, WRITTEN, RunSummary
 from .split import PARTS_FOLDER, extract_split
 from .verify import find_outputs, verify_output
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 log = logging.getLogger("fastesm_extract")
 
 
@@ -331,11 +332,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
-    if args.command == "merge":
-        return run_merge(args)
-    if args.command == "verify":
-        return run_verify(args)
-    return run_extract(args)
+    commands = {"extract": run_extract, "merge": run_merge, "verify": run_verify}
+    try:
+        return commands[args.command](args)
+    except Exception as error:
+        if os.environ.get("FASTESM_EXTRACT_DEBUG"):
+            raise
+        # A bug, not a bad input: say so in one line; the traceback is one variable away.
+        print(
+            f"fastesm-extract: internal error: {type(error).__name__}: {error}\n"
+            "  finished outputs are kept; set FASTESM_EXTRACT_DEBUG=1 to see the traceback, "
+            "and please report it",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
