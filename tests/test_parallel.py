@@ -153,9 +153,17 @@ def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(tiny_checkpo
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 1, stderr
     assert "worker process died" in stderr
-    lost = sum(line.strip().startswith("FAILED") for line in stderr.splitlines())
-    assert lost >= 1
-    assert len(outputs(out)) == 10 - lost  # the other worker finished everything else
+    lost = {
+        Path(line.split()[1].rstrip(":")).name.replace(".fa", "_ESM.pt")
+        for line in stderr.splitlines()
+        if line.strip().startswith("FAILED")
+    }
+    assert lost, "the killed worker's files are reported"
+    # The other worker finished everything else. A reported file has no output, or (killed
+    # between writing an output and its manifest) an output that the next run validates.
+    assert set(outputs(out)) >= {f"output_{i}_ESM.pt" for i in range(10)} - lost
+    missing = 10 - len(outputs(out))
+    assert 1 <= missing <= len(lost)
 
     rerun = subprocess.run(
         cli(folder, out, tiny_checkpoint, "--devices", "cpu,cpu"),
@@ -165,7 +173,28 @@ def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(tiny_checkpo
         timeout=300,
     )
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{lost} written, {10 - lost} skipped" in rerun.stderr
+    assert f"{missing} written, {10 - missing} skipped" in rerun.stderr
     for path in out.glob("*_ESM.pt"):
         assert len(load_embeddings(path, 32)[0]) == 150
     assert [p.name for p in out.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_a_dead_workers_files_are_failed_unless_it_finished_them(tiny_model, tmp_path):
+    from fastesm_extract.parallel import WorkerSpec, _lost_files
+    from fastesm_extract.pipeline import ExtractionSettings
+
+    folder = make_inputs(tmp_path / "in", 2, records=3)
+    extract_files([folder / "output_0.fa"], tmp_path / "out", model=tiny_model, show_progress=False)
+    jobs = {
+        name: FileJob(folder / f"{name}.fa", tmp_path / "out" / f"{name}_ESM.pt")
+        for name in ("output_0", "output_1")
+    }
+    spec = WorkerSpec("m", None, None, ExtractionSettings(), tmp_path / "out" / "f.log", None)
+    results = _lost_files({job.output: job for job in jobs.values()}, -9, spec)
+    assert [(r.job.fasta.name, r.status) for r in results] == [
+        ("output_0.fa", "written"),
+        ("output_1.fa", "failed"),
+    ]
+    assert "worker process died (exit code -9)" in results[1].message
+    log_line = (tmp_path / "out" / "f.log").read_text().split("\t")
+    assert log_line[2:4] == ["-", "worker_died"]

@@ -19,9 +19,11 @@ import torch
 
 from .failures import WHOLE_FILE, FailureLog, RecordFailure
 from .jobs import FileJob, InputError
+from .manifest import read_manifest, sha256_of
 from .model import ModelLoadError, load_model
-from .pipeline import FAILED, ExtractionSettings, Extractor, FileResult, RunSummary
+from .pipeline import FAILED, WRITTEN, ExtractionSettings, Extractor, FileResult, RunSummary
 from .progress import RunProgress
+from .store import OutputError, load_embeddings
 
 log = logging.getLogger("fastesm_extract")
 
@@ -235,6 +237,19 @@ def _input_size(job: FileJob) -> int:
         return 0
 
 
+def _finished_before_death(job: FileJob) -> bool:
+    """True when a dead worker completed `job` (output and its manifest for this very input)
+    but died before it could say so."""
+    manifest = read_manifest(job.output)
+    if manifest is None or not job.output.exists():
+        return False
+    try:
+        load_embeddings(job.output)
+        return manifest.get("input", {}).get("sha256") == sha256_of(job.fasta)
+    except (OutputError, OSError):
+        return False
+
+
 def _lost_files(
     jobs: dict[Path, FileJob], exitcode: int | None, spec: WorkerSpec
 ) -> list[FileResult]:
@@ -243,6 +258,9 @@ def _lost_files(
     failure_log = FailureLog(spec.failure_log)
     results = []
     for job in jobs.values():
+        if _finished_before_death(job):
+            results.append(FileResult(job, WRITTEN, message="written before its worker died"))
+            continue
         log.error("%s: %s", job.fasta, message)
         failure_log.record(job.fasta, RecordFailure(WHOLE_FILE, "worker_died", message))
         results.append(FileResult(job, FAILED, message=message))
