@@ -288,3 +288,18 @@ def test_the_many_files_entry_point_loads_the_model_once(
         [three_files], tmp_path / "out", model="some/model", device="cpu", show_progress=False
     )
     assert calls == ["some/model"] and summary.count("written") == 3
+
+
+def test_an_unexpected_error_in_the_reader_thread_reaches_the_caller(
+    tiny_model, three_files, tmp_path, monkeypatch
+):
+    def broken_iteration():
+        yield from plan_jobs([three_files / "output_1.fa"], tmp_path / "out")
+        raise RuntimeError("job source broke")
+
+    extractor = pipeline.Extractor(
+        tiny_model, pipeline.ExtractionSettings(), pipeline.FailureLog(tmp_path / "f.log"), False
+    )
+    with pytest.raises(RuntimeError, match="job source broke"):
+        extractor.run(broken_iteration(), progress=pipeline.RunProgress(1, enabled=False))
+    assert (tmp_path / "out" / "output_1_ESM.pt").exists()  # finished before the error

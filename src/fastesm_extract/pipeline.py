@@ -287,8 +287,8 @@ class Extractor:
 
     def _prepare(self, job: FileJob) -> PreparedFile | FileResult:
         started = utc_now()
-        remove_leftover_temporaries(job.output)
         try:
+            remove_leftover_temporaries(job.output)
             input_sha256 = sha256_of(job.fasta)
             existing = self._existing_output_status(job, input_sha256)
             if existing is not None:
@@ -341,27 +341,38 @@ class Extractor:
         )
 
     def _prepared_in_background(
-        self, jobs: list[FileJob], stop: threading.Event
+        self, jobs: Iterable[FileJob], stop: threading.Event
     ) -> Iterator[PreparedFile | FileResult]:
-        """Yield `_prepare(job)` for each job, computed up to `prefetch_files` ahead."""
+        """Yield `_prepare(job)` for each job, computed up to `prefetch_files` ahead.
+
+        An unexpected error in the reader thread is raised here, in the caller's thread,
+        instead of leaving it waiting forever.
+        """
         ready: queue.Queue = queue.Queue(maxsize=max(1, self.settings.prefetch_files))
         done = object()
 
-        def produce() -> None:
-            for job in jobs:
-                item = self._prepare(job)
-                while not stop.is_set():
-                    try:
-                        ready.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+        def hand_over(item: object) -> None:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
                     return
-            ready.put(done)
+                except queue.Full:
+                    continue
+
+        def produce() -> None:
+            try:
+                for job in jobs:
+                    hand_over(self._prepare(job))
+                    if stop.is_set():
+                        return
+                hand_over(done)
+            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+                hand_over(error)
 
         threading.Thread(target=produce, name="fastesm-prepare", daemon=True).start()
         while (item := ready.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
             yield item
 
     def run(self, jobs: Iterable[FileJob], progress: ProgressSink | None = None) -> RunSummary:
