@@ -33,6 +33,7 @@ test: setup lint
 
 benchmark: setup
 	$(PY) benchmarks/bench_extract.py
+	$(PY) benchmarks/bench_workers.py
 
 clean:
 	rm -rf demo $(VENV)
