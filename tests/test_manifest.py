@@ -85,3 +85,13 @@ def test_outputs_without_a_manifest_are_validated_and_kept(tiny_model, tmp_path)
     summary = run(tiny_model, [fasta], tmp_path / "out")
     assert summary.count("skipped") == 1
     assert summary.results[0].message == "valid output exists (no manifest)"
+
+
+def test_the_requested_revision_is_recorded(tiny_checkpoint, tmp_path):
+    from fastesm_extract import load_model
+
+    fasta = write_fasta(tmp_path / "p.fa", random_proteins(2, 5, 9))
+    loaded = load_model(str(tiny_checkpoint), revision="v1.0", device="cpu")
+    run(loaded, [fasta], tmp_path / "out")
+    model = json.loads((tmp_path / "out" / "p_ESM.pt.json").read_text())["model"]
+    assert (model["revision"], model["commit_hash"]) == ("v1.0", None)

@@ -97,3 +97,13 @@ def test_remote_code_and_native_models_give_the_same_embeddings(
     assert ids_remote == ids_native
     difference = (torch.stack(data_remote) - torch.stack(data_native)).abs().max()
     assert difference < 1e-5
+
+
+def test_revision_is_kept_and_a_commit_hash_is_recognised(tiny_checkpoint):
+    from fastesm_extract.model import resolve_commit
+
+    loaded = load_model(str(tiny_checkpoint), revision="v1.0", device="cpu")
+    assert (loaded.revision, loaded.commit_hash) == ("v1.0", None)  # a local folder
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert resolve_commit("Synthyra/FastESM2_650", commit) == commit  # already immutable
+    assert resolve_commit("Synthyra/FastESM2_650", "main") is None  # offline: unknown
