@@ -332,6 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    if args.quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights" bars
     commands = {"extract": run_extract, "merge": run_merge, "verify": run_verify}
     try:
         return commands[args.command](args)

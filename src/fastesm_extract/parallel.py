@@ -144,6 +144,9 @@ def _jobs_from(tasks, events, worker: int) -> Iterator[FileJob]:
 def _worker_main(worker: int, device: str, spec: WorkerSpec, tasks, events) -> None:
     """A worker process: load the model once on `device`, then take files until none are left."""
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s [{device}] %(message)s")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # the parent shows the one progress bar
     if spec.cpu_threads:
         torch.set_num_threads(spec.cpu_threads)
     try:
