@@ -303,3 +303,24 @@ def test_an_unexpected_error_in_the_reader_thread_reaches_the_caller(
     with pytest.raises(RuntimeError, match="job source broke"):
         extractor.run(broken_iteration(), progress=pipeline.RunProgress(1, enabled=False))
     assert (tmp_path / "out" / "output_1_ESM.pt").exists()  # finished before the error
+
+
+def test_a_split_batch_keeps_the_halves_that_worked(tiny_model, tmp_path):
+    records = [("s1", "M" * 5), ("s2", "K" * 6), ("s3", "L" * 7), ("s4", "A" * 30)]
+    fasta = write_fasta(tmp_path / "p.fa", records)
+
+    def oom_then_broken(input_ids):
+        if input_ids.shape[0] > 2:
+            return torch.cuda.OutOfMemoryError("CUDA out of memory")
+        if input_ids.shape[1] > 20:
+            return RuntimeError("device-side assert")
+        return None
+
+    flaky = with_model(tiny_model, FlakyModel(tiny_model.model, oom_then_broken))
+    summary = run(flaky, [fasta], tmp_path / "out")
+    assert load_embeddings(tmp_path / "out" / "p_ESM.pt")[0] == ["s1", "s2"]
+    assert summary.results[0].n_failed == 2
+    lines = [
+        line.split("\t") for line in (tmp_path / "out" / FAILURE_LOG_NAME).read_text().splitlines()
+    ]
+    assert sorted((f[2], f[3]) for f in lines) == [("s3", "batch_error"), ("s4", "batch_error")]

@@ -159,7 +159,7 @@ def compute_file(
     n_records = len(prepared.tokens)
     # Rows left unwritten (failed records) are never read: `embedded` masks them.
     block = torch.empty(n_records, loaded.hidden_size, dtype=torch.float32, device=loaded.device)
-    embedded = torch.zeros(n_records, dtype=torch.bool)
+    done: list[int] = []  # rows holding an embedding
     failures: list[RecordFailure] = []
     records = prepared.contents.records
 
@@ -170,6 +170,7 @@ def compute_file(
         return collate(loaded.alphabet, prepared.tokens, rows)
 
     for batch in prepared.batches:
+        settled: set[int] = set()  # rows of this batch already embedded or failed
         try:
             for outcome in embed_with_oom_split(embed, batch, collate_rows):
                 if outcome.embeddings is None:
@@ -177,18 +178,24 @@ def compute_file(
                         RecordFailure(records[r].id, "out_of_memory", outcome.error or "")
                         for r in outcome.rows
                     ]
-                    continue
-                if outcome.rows == batch.rows:  # the usual case: index prebuilt and pinned
-                    index = batch.row_index.to(loaded.device, non_blocking=True)
-                else:  # a piece of a batch split after running out of memory
-                    index = torch.tensor(outcome.rows, device=loaded.device)
-                block.index_copy_(0, index, outcome.embeddings)
-                embedded[outcome.rows] = True
+                else:
+                    if outcome.rows == batch.rows:  # the usual case: index prebuilt and pinned
+                        index = batch.row_index.to(loaded.device, non_blocking=True)
+                    else:  # a piece of a batch split after running out of memory
+                        index = torch.tensor(outcome.rows, device=loaded.device)
+                    block.index_copy_(0, index, outcome.embeddings)
+                    done.extend(outcome.rows)
+                settled.update(outcome.rows)
         except Exception as error:  # noqa: BLE001 - a bad batch is logged, the run goes on
             message = f"{type(error).__name__}: {error}"
-            failures += [RecordFailure(records[r].id, "batch_error", message) for r in batch.rows]
-            embedded[batch.rows] = False
+            failures += [
+                RecordFailure(records[r].id, "batch_error", message)
+                for r in batch.rows
+                if r not in settled
+            ]
         on_batch(len(batch.rows))
+    embedded = torch.zeros(n_records, dtype=torch.bool)
+    embedded[torch.tensor(done, dtype=torch.long)] = True
     block = block.cpu()  # one device-to-host transfer per file
     finite = finite_rows(block)
     for row in torch.nonzero(embedded & ~finite).flatten().tolist():
