@@ -14,9 +14,11 @@ from .merge import (
     save_merged_atomic,
 )
 from .model import DEFAULT_MODEL, LoadedModel, ModelLoadError, load_model, prepare_model
+from .parallel import Shard
 from .pipeline import ExtractionSettings, Extractor, FileResult, RunSummary
 from .split import SplitPart, extract_split, split_fasta
 from .store import OutputError, load_embeddings, save_embeddings_atomic
+from .verify import VerifyReport, verify_output
 
 __version__ = "0.1.0"
 
@@ -39,7 +41,9 @@ __all__ = [
     "ProteinRecord",
     "RecordFailure",
     "RunSummary",
+    "Shard",
     "SplitPart",
+    "VerifyReport",
     "extract_fast_esm",
     "extract_files",
     "extract_split",
@@ -54,4 +58,5 @@ __all__ = [
     "save_embeddings_atomic",
     "save_merged_atomic",
     "split_fasta",
+    "verify_output",
 ]
