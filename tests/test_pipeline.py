@@ -324,3 +324,13 @@ def test_a_split_batch_keeps_the_halves_that_worked(tiny_model, tmp_path):
         line.split("\t") for line in (tmp_path / "out" / FAILURE_LOG_NAME).read_text().splitlines()
     ]
     assert sorted((f[2], f[3]) for f in lines) == [("s3", "batch_error"), ("s4", "batch_error")]
+
+
+def test_the_drop_in_without_a_model_never_falls_back_to_the_cpu(tmp_path, monkeypatch):
+    from fastesm_extract import ModelLoadError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    api._default_model.cache_clear()
+    fasta = write_fasta(tmp_path / "p.fa", [("a", "MKT")])
+    with pytest.raises(ModelLoadError, match="CUDA is not available"):
+        extract_fast_esm(fasta)

@@ -30,8 +30,9 @@ log = logging.getLogger("fastesm_extract")
 
 @functools.lru_cache(maxsize=1)
 def _default_model() -> LoadedModel:
-    # Loaded once per process for callers that pass no model (SPEC 6).
-    return load_model(DEFAULT_MODEL, device="cuda" if torch.cuda.is_available() else "cpu")
+    # Loaded once per process for callers that pass no model (SPEC 6). On CUDA only: without
+    # a GPU this is a clear ModelLoadError, never a silent (and very slow) CPU run.
+    return load_model(DEFAULT_MODEL, device="cuda")
 
 
 def _as_loaded(
