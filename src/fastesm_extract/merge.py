@@ -19,7 +19,13 @@ from pathlib import Path
 import torch
 
 from .pipeline import FAILED, SKIPPED, WRITTEN
-from .store import OUTPUT_SUFFIX, OutputError, atomic_write, load_embeddings
+from .store import (
+    OUTPUT_SUFFIX,
+    OutputError,
+    atomic_write,
+    load_embeddings,
+    load_weights_only,
+)
 
 log = logging.getLogger("fastesm_extract")
 
@@ -105,10 +111,9 @@ def load_dnabert_s(path: str | Path) -> tuple[list[str], torch.Tensor]:
     """
     path = Path(path)
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load raises many types on bad bytes
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        raise MergeError(f"{path} cannot be loaded: {type(error).__name__} {first_line}") from error
+        content = load_weights_only(path)
+    except OutputError as error:
+        raise MergeError(str(error)) from error
     if isinstance(content, dict) and "proteins" in content:
         raise MergeError(
             f"{path} is an _ESM.pt file, not DNABERT-S output: give the DNABERT-S file first"
@@ -283,8 +288,8 @@ def merged_output_is_valid(
     if not path.exists():
         return False
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - an unloadable merged file is simply redone
+        content = load_weights_only(path)
+    except OutputError:  # an unloadable merged file is simply redone
         return False
     if not isinstance(content, dict) or not {"ids", "data"} <= set(content):
         return False

@@ -86,18 +86,24 @@ def validate_embeddings(
     return problems
 
 
+def load_weights_only(path: str | Path) -> object:
+    """`torch.load(path, weights_only=True)` on the CPU (never unpickles code); any failure
+    to load is an `OutputError` naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types on bad bytes
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise OutputError(
+            f"{path} cannot be loaded: {type(error).__name__} {first_line}"
+        ) from error
+
+
 def load_embeddings(
     path: str | Path, hidden_size: int | None = None
 ) -> tuple[list[str], list[torch.Tensor]]:
     """Load and validate an output with `weights_only=True` (never unpickles code)."""
     path = Path(path)
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load raises many types on bad bytes
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise OutputError(
-            f"{path} cannot be loaded: {type(error).__name__} {first_line}"
-        ) from error
+    content = load_weights_only(path)
     if not isinstance(content, dict) or set(content) != {"proteins", "data"}:
         keys = sorted(content) if isinstance(content, dict) else type(content).__name__
         raise OutputError(
