@@ -11,6 +11,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from .failures import RecordFailure
 
@@ -64,6 +65,13 @@ def is_fasta_name(path: Path) -> bool:
     if name.endswith(".gz"):
         name = name[:-3]
     return name.endswith(FASTA_SUFFIXES)
+
+
+def open_fasta_stream(path: str | Path) -> BinaryIO:
+    """`path` opened for streaming bytes, gunzipped when it is gzip (detected by content)."""
+    with open(path, "rb") as probe:
+        is_gzip = probe.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if is_gzip else open(path, "rb")  # type: ignore[return-value]
 
 
 def read_bytes(path: Path) -> bytes:

@@ -15,19 +15,17 @@ its old output is deleted before the part is rewritten.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import torch
 
 from .api import extract_files
-from .fasta import FastaError
+from .fasta import FastaError, open_fasta_stream
 from .jobs import InputError
 from .model import DEFAULT_MODEL, LoadedModel, load_model
 from .pipeline import RunSummary
@@ -39,7 +37,6 @@ PARTS_FOLDER = "parts"
 PART_PREFIX = "output_"
 _PART_NAME = re.compile(r"output_(\d+)\.fa")
 _PART_OUTPUT_NAME = re.compile(r"output_(\d+)_ESM\.pt")
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -62,13 +59,6 @@ def part_output_name(index: int) -> str:
     return f"{PART_PREFIX}{index}{OUTPUT_SUFFIX}"
 
 
-def _open_stream(path: Path) -> BinaryIO:
-    """`path` opened for reading bytes, gunzipped when it is gzip (detected by content)."""
-    with open(path, "rb") as probe:
-        is_gzip = probe.read(2) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if is_gzip else open(path, "rb")  # type: ignore[return-value]
-
-
 def _numbered(folder: Path, pattern: re.Pattern, above: int) -> list[str]:
     """Names in `folder` matching `pattern` whose number is above `above`, in number order."""
     found = [
@@ -89,7 +79,7 @@ def iter_parts(path: str | Path, records_per_part: int) -> Iterator[tuple[bytes,
     count = 0  # records in the current part
     started = False
     try:
-        with _open_stream(path) as handle:
+        with open_fasta_stream(path) as handle:
             for line in handle:
                 if line.startswith(b">"):
                     if count == records_per_part:
