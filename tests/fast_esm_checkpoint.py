@@ -37,13 +37,16 @@ def build_fast_esm_checkpoint(
     hidden_size: int = 64,
     num_heads: int = 4,
     seed: int = 0,
-    attn_backend: str = "manual",
+    attn_backend: str | None = "eager",
+    strict_tokenizer: bool = True,
     state_dict: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write config.json (with ``auto_map``), the modeling file, weights and vocab to ``out_dir``.
 
-    ``attn_backend`` defaults to "manual" so tests can prove a loader forces SDPA. A given
-    ``state_dict`` may come from ``transformers.EsmModel``; its extra keys are dropped.
+    ``attn_backend`` defaults to "eager" so tests can prove a loader forces SDPA. The model's
+    tokenizer is strict (FastEsmTokenizer, as published today) unless ``strict_tokenizer`` is
+    False (the earlier, lenient EsmTokenizer). A given ``state_dict`` may come from
+    ``transformers.EsmModel``; its extra keys are dropped.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,6 +57,7 @@ def build_fast_esm_checkpoint(
         num_attention_heads=num_heads,
         intermediate_size=4 * hidden_size,
         attn_backend=attn_backend,
+        strict_tokenizer=strict_tokenizer,
     )
     config.auto_map = dict(AUTO_MAP)
     config.architectures = ["FastEsmModel"]
@@ -67,8 +71,9 @@ def build_fast_esm_checkpoint(
 
     model.save_pretrained(out)
     shutil.copyfile(MODELING_FILE, out / MODELING_FILE.name)
-    # vocab.txt + tokenizer_config.json, so AutoTokenizer.from_pretrained(out) works too.
-    model.tokenizer.save_pretrained(out)
+    # vocab.txt + tokenizer_config.json: the model's tokenizer property loads from these, and
+    # AutoTokenizer.from_pretrained(out) works too (as a plain EsmTokenizer).
+    modeling.build_esm_tokenizer().save_pretrained(out)
     _check_written_config(out)
     return out
 

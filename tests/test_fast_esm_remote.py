@@ -56,7 +56,12 @@ def _randomise(model: nn.Module, seed: int) -> None:
 
 
 def _attn_backends(model: nn.Module) -> set[str]:
-    return {m.attn_backend for m in model.modules() if hasattr(m, "attn_backend")}
+    """Resolved backends of the attention modules (enum members upstream, not strings)."""
+    backends = {
+        m.attn_backend for m in model.modules() if type(m).__name__ == "FastEsmSelfAttention"
+    }
+    assert all(type(b).__name__ == "AttentionBackend" for b in backends)
+    return {b.value for b in backends}
 
 
 def _load(folder: Path, **kwargs: object) -> nn.Module:
@@ -69,13 +74,55 @@ def test_loads_offline_with_tokenizer(tmp_path: Path, offline: None) -> None:
 
     assert model.config.model_type == "fast_esm"
     assert model.tokenizer("MKTL")["input_ids"] == [0, 20, 15, 11, 4, 2]
+    assert type(model.tokenizer).__name__ == "FastEsmTokenizer"
+    assert model.tokenizer is model.tokenizer  # loaded once, then kept
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     assert tokenizer("MKTL")["input_ids"] == [0, 20, 15, 11, 4, 2]
     # The checkpoint deliberately stores the non-SDPA backend.
-    assert _attn_backends(model) == {"manual"}
+    assert _attn_backends(model) == {"eager"}
+    assert model.attn_backend == "eager"
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "manual"])
+def test_tokenizer_is_strict_like_fair_esm(tmp_path: Path) -> None:
+    model = _load(build_fast_esm_checkpoint(tmp_path / "fast_esm"))
+    for text in ("J", "MJK", "MKJJ", "jmk".upper()):
+        with pytest.raises(KeyError):
+            model.tokenizer(text)
+    # Every one-letter token is accepted; only letters outside the vocabulary are refused.
+    vocab = model.tokenizer.get_vocab()
+    for letter in map(chr, range(ord("A"), ord("Z") + 1)):
+        if letter in vocab:
+            assert model.tokenizer(letter)["input_ids"] == [0, vocab[letter], 2]
+        else:
+            with pytest.raises(KeyError, match=letter):
+                model.tokenizer(letter)
+
+
+def test_lenient_tokenizer_of_earlier_releases(tmp_path: Path) -> None:
+    model = _load(build_fast_esm_checkpoint(tmp_path / "fast_esm", strict_tokenizer=False))
+    assert type(model.tokenizer).__name__ == "EsmTokenizer"
+    assert model.tokenizer("MJJK")["input_ids"] == [0, 20, 3, 15, 2]
+
+
+def test_tokenizer_truncates_to_max_length_minus_two_residues(tmp_path: Path) -> None:
+    tokenizer = _load(build_fast_esm_checkpoint(tmp_path / "fast_esm")).tokenizer
+    ids = tokenizer("MKTLAG", truncation=True, max_length=5)["input_ids"]
+    assert ids == [0, 20, 15, 11, 2]
+    batch = tokenizer(["MKTLAG", "MK"], truncation=True, max_length=4)["input_ids"]
+    assert batch == [[0, 20, 15, 2], [0, 20, 15, 2]]
+    # A refused letter beyond the limit is cut before it is looked up.
+    assert tokenizer("MKJ", truncation=True, max_length=4)["input_ids"] == [0, 20, 15, 2]
+    assert tokenizer("MKTLAG")["input_ids"] == [0, 20, 15, 11, 4, 5, 6, 2]
+
+
+def test_tokenizer_needs_a_model_loaded_from_a_checkpoint() -> None:
+    modeling = load_modeling_module()
+    model = modeling.FastEsmModel(modeling.FastEsmConfig())
+    with pytest.raises(RuntimeError, match="from_pretrained"):
+        _ = model.tokenizer
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "eager"])
 def test_matches_transformers_esm(tmp_path: Path, backend: str) -> None:
     reference = transformers.EsmModel(_esm_reference_config(), add_pooling_layer=False).eval()
     _randomise(reference, seed=1)
@@ -102,17 +149,40 @@ def test_matches_transformers_esm(tmp_path: Path, backend: str) -> None:
 
 
 def test_config_override_switches_to_sdpa(tmp_path: Path, offline: None) -> None:
-    folder = build_fast_esm_checkpoint(tmp_path / "fast_esm")  # stored as "manual"
+    folder = build_fast_esm_checkpoint(tmp_path / "fast_esm")  # stored as "eager"
     config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    assert config.attn_backend == "manual"
+    assert config.attn_backend == "eager"
     config.attn_backend = "sdpa"
 
     model = _load(folder, config=config)
 
-    backends = [m.attn_backend for m in model.modules() if hasattr(m, "attn_backend")]
-    assert len(backends) == 2  # one self-attention module per layer
-    assert set(backends) == {"sdpa"}
-    assert model.encoder.layer[0].attention.self.attn_backend == "sdpa"
+    assert _attn_backends(model) == {"sdpa"}
+    assert len(model.encoder.layer) == 2
+
+
+def test_attn_backend_choices_as_upstream(tmp_path: Path) -> None:
+    modeling = load_modeling_module()
+    assert modeling.ATTN_BACKENDS == (
+        "eager",
+        "sdpa",
+        "flex_attention",
+        "flash_attention_2",
+        "flash_attention_3",
+    )
+    # None (the default) is "auto", which resolves to SDPA.
+    folder = build_fast_esm_checkpoint(tmp_path / "auto", attn_backend=None)
+    model = _load(folder)
+    assert model.config.attn_backend is None and _attn_backends(model) == {"sdpa"}
+    # The model-level setter switches every attention module.
+    model.attn_backend = "eager"
+    assert model.config.attn_backend == "eager" and _attn_backends(model) == {"eager"}
+    with pytest.raises(ValueError, match="flash_attention_2"):
+        model.attn_backend = "flash"
+    # A backend this machine cannot run fails at the forward pass, as upstream's kernels do.
+    model.attn_backend = "flash_attention_2"
+    batch = model.tokenizer(["MKT"], return_tensors="pt")
+    with pytest.raises(RuntimeError, match="flash_attention_2"):
+        model(**batch)
 
 
 def test_float16_load(tmp_path: Path) -> None:
@@ -133,7 +203,7 @@ def test_float16_load(tmp_path: Path) -> None:
 
 def test_unknown_attn_backend_rejected(tmp_path: Path) -> None:
     modeling = load_modeling_module()
-    with pytest.raises(ValueError, match="sdpa.*manual"):
+    with pytest.raises(ValueError, match="eager.*sdpa"):
         modeling.FastEsmConfig(attn_backend="flash")
     with pytest.raises(ValueError, match="attn_backend"):
         build_fast_esm_checkpoint(tmp_path / "bad", attn_backend="flash")

@@ -69,7 +69,7 @@ def fast_esm_folder(tmp_path_factory, tiny_checkpoint):
         num_layers=2,
         hidden_size=32,
         num_heads=4,
-        attn_backend="manual",
+        attn_backend="eager",
         state_dict=native.state_dict(),
     )
 
@@ -77,12 +77,12 @@ def fast_esm_folder(tmp_path_factory, tiny_checkpoint):
 def test_remote_code_checkpoint_is_switched_to_sdpa(fast_esm_folder):
     on_disk = AutoModel.from_pretrained(str(fast_esm_folder), trust_remote_code=True)
     assert on_disk.config.model_type == "fast_esm"
-    assert on_disk.config.attn_backend == "manual" and not uses_sdpa(on_disk)
+    assert on_disk.config.attn_backend == "eager" and not uses_sdpa(on_disk)
 
     loaded = load_model(str(fast_esm_folder), device="cpu")
     assert loaded.model.config.attn_backend == "sdpa"
     backends = {m.attn_backend for m in loaded.model.modules() if hasattr(m, "attn_backend")}
-    assert backends == {"sdpa"}
+    assert {getattr(b, "value", b) for b in backends} == {"sdpa"}  # str or enum member
     assert loaded.tokenizer is loaded.model.tokenizer  # FastESM's own tokenizer attribute
     assert loaded.hidden_size == 32
 
@@ -107,3 +107,84 @@ def test_revision_is_kept_and_a_commit_hash_is_recognised(tiny_checkpoint):
     commit = "0123456789abcdef0123456789abcdef01234567"
     assert resolve_commit("Synthyra/FastESM2_650", commit) == commit  # already immutable
     assert resolve_commit("Synthyra/FastESM2_650", "main") is None  # offline: unknown
+
+
+def test_strict_and_lenient_tokenizers_are_probed_at_load(tmp_path, fast_esm_folder):
+    from fastesm_extract.tokens import UNKNOWN_REFUSED, UNKNOWN_RUN_AS_ONE_UNK
+
+    strict = load_model(str(fast_esm_folder), device="cpu")  # FastEsmTokenizer: refuses J
+    assert type(strict.tokenizer).__name__ == "FastEsmTokenizer"
+    assert strict.alphabet.unknown == UNKNOWN_REFUSED
+    lenient_folder = build_fast_esm_checkpoint(tmp_path / "lenient", strict_tokenizer=False)
+    lenient = load_model(str(lenient_folder), device="cpu")
+    assert lenient.alphabet.unknown == UNKNOWN_RUN_AS_ONE_UNK
+
+
+def test_embeddings_equal_the_stand_ins_own_tokenizer_forward_and_masked_mean(
+    tmp_path, fast_esm_folder
+):
+    """Our tokens, batches and pooling against the checkpoint's own tokenizer (which
+    truncates to max_length - 2 residues and refuses J) and a one-sequence forward pass."""
+    records = [*random_proteins(12, 1, 60, seed=5), ("long", "MKTAYLAG" * 9), ("x", "MXBZUOK")]
+    records += [("with_j", "MKJLA"), ("lower_j", "mkjj"), ("only_j", "J")]
+    fasta = write_fasta(tmp_path / "p.fa", records)
+    loaded = load_model(str(fast_esm_folder), device="cpu")
+    limit = 40
+    proteins, data = extract_fast_esm(
+        fasta,
+        model=loaded,
+        truncation_seq_length=limit,
+        toks_per_batch=200,
+        failure_log=tmp_path / "failures.log",
+    )
+    tokenizer = loaded.model.tokenizer
+    expected = {}
+    for record_id, sequence in records:
+        try:
+            batch = tokenizer(
+                sequence.upper(), truncation=True, max_length=limit + 2, return_tensors="pt"
+            )
+        except KeyError:
+            continue  # refused by the checkpoint's tokenizer: must fail on our side too
+        with torch.no_grad():
+            hidden = loaded.model(**batch).last_hidden_state  # (1, l, d)
+        expected[record_id] = hidden[0, 1:-1].float().mean(0)  # residues only
+    assert proteins == list(expected)
+    assert set(proteins).isdisjoint({"with_j", "lower_j", "only_j"})
+    for record_id, embedding in zip(proteins, data):
+        assert (embedding - expected[record_id]).abs().max() < 1e-5, record_id
+    logged = (tmp_path / "failures.log").read_text().splitlines()
+    assert sorted(line.split("\t")[2] for line in logged) == ["lower_j", "only_j", "with_j"]
+    assert all(line.split("\t")[3] == "invalid_character" for line in logged)
+    assert "'J'" in logged[0] and "refuses" in logged[0]
+
+
+def test_whatever_checkpoint_code_raises_while_loading_is_a_model_loading_error(
+    tmp_path, fast_esm_folder
+):
+    import shutil
+
+    broken_code = tmp_path / "broken-code"
+    shutil.copytree(fast_esm_folder, broken_code)
+    with open(broken_code / "modeling_fast_esm.py", "a") as handle:
+        handle.write(
+            "\n\ndef _broken(self, config):\n    raise RuntimeError('kernel not found')\n\n"
+            "FastEsmModel.__init__ = _broken\n"
+        )
+    with pytest.raises(ModelLoadError, match="broken-code.*RuntimeError: kernel not found"):
+        load_model(str(broken_code), device="cpu")
+
+    no_vocab = tmp_path / "no-vocab"
+    shutil.copytree(fast_esm_folder, no_vocab)
+    (no_vocab / "vocab.txt").unlink()
+    with pytest.raises(ModelLoadError, match="no-vocab"):
+        load_model(str(no_vocab), device="cpu")
+
+
+def test_a_model_whose_tokenizer_property_raises_is_a_model_loading_error(fast_esm_folder):
+    model = AutoModel.from_pretrained(str(fast_esm_folder), trust_remote_code=True)
+    fresh = type(model)(model.config)  # not from_pretrained: its tokenizer cannot be found
+    fresh.config.attn_backend = "sdpa"
+    fresh.attn_backend = "sdpa"
+    with pytest.raises(ModelLoadError, match="tokenizer.*RuntimeError.*from_pretrained"):
+        prepare_model(fresh)

@@ -6,7 +6,13 @@ from transformers import EsmTokenizer
 
 from fastesm_extract.demo import ESM_VOCAB
 from fastesm_extract.fasta import clean_sequence
-from fastesm_extract.tokens import EsmAlphabet, TokenizerMismatchError
+from fastesm_extract.tokens import (
+    UNKNOWN_LETTER_AS_UNK,
+    UNKNOWN_REFUSED,
+    UNKNOWN_RUN_AS_ONE_UNK,
+    EsmAlphabet,
+    TokenizerMismatchError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +113,90 @@ def test_a_tokenizer_that_is_not_one_character_per_residue_is_refused(tmp_path):
 
     with pytest.raises(TokenizerMismatchError, match="not a one-character"):
         EsmAlphabet.from_tokenizer(Mangled(odd))
+
+
+# ---------------------------------------------------------------- how unknown letters are treated
+
+
+@pytest.fixture(scope="module")
+def strict_tokenizer():
+    """FastESM2_650's current tokenizer (the stand-in's copy of its behaviour): refuses J."""
+    from fast_esm_checkpoint import load_modeling_module
+
+    modeling = load_modeling_module()
+    return modeling.build_esm_tokenizer(modeling.FastEsmTokenizer)
+
+
+class OneUnkPerLetter:
+    """A tokenizer that gives every unknown letter its own <unk> (no run collapsing)."""
+
+    def __init__(self, inner, drop_unknown: bool = False):
+        self.inner, self.drop_unknown = inner, drop_unknown
+        self.cls_token_id, self.eos_token_id = inner.cls_token_id, inner.eos_token_id
+        self.pad_token_id, self.unk_token_id = inner.pad_token_id, inner.unk_token_id
+
+    def get_vocab(self):
+        return self.inner.get_vocab()
+
+    def __call__(self, text):
+        vocab = self.get_vocab()
+        ids = [vocab.get(letter, self.unk_token_id) for letter in text]
+        if self.drop_unknown:
+            ids = [i for i in ids if i != self.unk_token_id]
+        return {"input_ids": [self.cls_token_id, *ids, self.eos_token_id]}
+
+
+def random_sequences(letters: str, count: int = 300, seed: int = 11) -> list[bytes]:
+    rng = random.Random(seed)
+    return [
+        "".join(rng.choice(letters) for _ in range(rng.randint(1, 40))).encode()
+        for _ in range(count)
+    ]
+
+
+def test_lenient_tokenizer_is_recognised(alphabet):
+    assert alphabet.unknown == UNKNOWN_RUN_AS_ONE_UNK
+    assert alphabet.refused_letters(b"MJK") == b""
+
+
+def test_strict_tokenizer_is_probed_without_failing(strict_tokenizer):
+    alphabet = EsmAlphabet.from_tokenizer(strict_tokenizer)
+    assert alphabet.unknown == UNKNOWN_REFUSED
+    # Same ids as the tokenizer for everything it accepts.
+    for sequence in random_sequences("ACDEFGHIKLMNPQRSTVWYXBUZO-."):
+        assert alphabet.encode([sequence])[0].tolist() == reference_ids(strict_tokenizer, sequence)
+    # Refused: exactly the characters the tokenizer raises on, whatever they are.
+    for code in range(33, 127):
+        text = chr(code).upper()
+        try:
+            strict_tokenizer(text)
+            raises = False
+        except KeyError:
+            raises = True
+        if text.isalpha() or text in "-.":
+            assert bool(alphabet.refused_letters(text.encode())) == raises, text
+    assert alphabet.refused_letters(b"MJKJJ") == b"JJJ"
+    assert alphabet.refused_letters(b"MKT") == b""
+
+
+def test_one_unk_per_letter_is_recognised(tokenizer):
+    per_letter = OneUnkPerLetter(tokenizer)
+    alphabet = EsmAlphabet.from_tokenizer(per_letter)
+    assert alphabet.unknown == UNKNOWN_LETTER_AS_UNK
+    assert alphabet.encode([b"MJJK"])[0].tolist() == [20, 3, 3, 15]
+    for sequence in random_sequences("ACDEFGHIKLMNPQRSTVWYJ-."):
+        assert (
+            alphabet.encode([sequence])[0].tolist()
+            == per_letter(sequence.decode())["input_ids"][1:-1]
+        )
+
+
+def test_a_tokenizer_failing_on_residues_or_unknowns_otherwise_is_a_mismatch(tokenizer):
+    class Broken(OneUnkPerLetter):
+        def __call__(self, text):
+            raise KeyError(text)
+
+    with pytest.raises(TokenizerMismatchError, match="fails on standard residues.*KeyError"):
+        EsmAlphabet.from_tokenizer(Broken(tokenizer))
+    with pytest.raises(TokenizerMismatchError, match="'JJMJ'"):
+        EsmAlphabet.from_tokenizer(OneUnkPerLetter(tokenizer, drop_unknown=True))

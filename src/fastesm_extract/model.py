@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .tokens import EsmAlphabet, TokenizerMismatchError
+from .tokens import UNKNOWN_REFUSED, EsmAlphabet, TokenizerMismatchError
 
 DEFAULT_MODEL = "Synthyra/FastESM2_650"
 log = logging.getLogger(__name__)
@@ -73,23 +73,44 @@ def uses_sdpa(model: torch.nn.Module) -> bool:
     modules); native transformers models record the choice in `config._attn_implementation`.
     """
     config = model.config
-    backend = getattr(config, "attn_backend", None)
-    if backend is not None:
+    if hasattr(config, "attn_backend"):
+        # Modules hold the resolved backend, a str or an enum member; None on the config
+        # means "auto", so then only the modules can tell.
         module_backends = {
-            module.attn_backend
+            _backend_name(module.attn_backend)
             for module in model.modules()
-            if isinstance(getattr(module, "attn_backend", None), str)
+            if _backend_name(getattr(module, "attn_backend", None)) is not None
         }
-        return backend == "sdpa" and module_backends <= {"sdpa"}
+        configured = _backend_name(config.attn_backend)
+        if configured is None:
+            return module_backends == {"sdpa"}
+        return configured == "sdpa" and module_backends <= {"sdpa"}
     return getattr(config, "_attn_implementation", None) == "sdpa"
+
+
+def _backend_name(backend: object) -> str | None:
+    value = getattr(backend, "value", backend)  # enum member -> its value
+    return value if isinstance(value, str) else None
+
+
+def model_tokenizer(model: torch.nn.Module, model_id: str) -> object | None:
+    """The model's own `tokenizer` attribute (FastESM loads it lazily, from its checkpoint)."""
+    try:
+        return getattr(model, "tokenizer", None)
+    except Exception as error:  # noqa: BLE001 - the checkpoint's own code: a loading error
+        raise ModelLoadError(
+            f"cannot load the tokenizer of model {model_id!r}: {type(error).__name__}: {error}"
+        ) from error
 
 
 def prepare_model(
     model: torch.nn.Module, tokenizer: object | None = None, model_id: str | None = None
 ) -> LoadedModel:
     """Wrap an already loaded model (and tokenizer) after checking it is usable."""
+    config = model.config
+    model_id = model_id or getattr(config, "name_or_path", "") or type(model).__name__
     if tokenizer is None:
-        tokenizer = getattr(model, "tokenizer", None)
+        tokenizer = model_tokenizer(model, model_id)
     if tokenizer is None:
         raise ModelLoadError("no tokenizer given and the model has no `tokenizer` attribute")
     if not uses_sdpa(model):
@@ -100,14 +121,24 @@ def prepare_model(
     try:
         alphabet = EsmAlphabet.from_tokenizer(tokenizer)
     except TokenizerMismatchError as error:
-        raise ModelLoadError(str(error)) from error
+        raise ModelLoadError(f"model {model_id!r}: {error}") from error
+    except Exception as error:  # noqa: BLE001 - the checkpoint's own code: a loading error
+        raise ModelLoadError(
+            f"model {model_id!r}: its tokenizer failed while being checked: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if alphabet.unknown == UNKNOWN_REFUSED:
+        log.info(
+            "model %s: its tokenizer refuses letters outside the vocabulary (strict, as "
+            "fair-esm): records holding them fail as invalid_character",
+            model_id,
+        )
     parameter = next(model.parameters())
-    config = model.config
     return LoadedModel(
         model=model.eval(),
         tokenizer=tokenizer,
         alphabet=alphabet,
-        model_id=model_id or getattr(config, "name_or_path", "") or type(model).__name__,
+        model_id=model_id,
         device=parameter.device,
         dtype=parameter.dtype,
         hidden_size=int(config.hidden_size),
@@ -161,17 +192,25 @@ def load_model(
         if getattr(config, "model_type", None) == "esm":
             options["add_pooling_layer"] = False  # unused, and absent from ESM checkpoints
         model = AutoModel.from_pretrained(model_id, config=config, **options)
-        tokenizer = getattr(model, "tokenizer", None)
+        tokenizer = model_tokenizer(model, model_id)
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(
                 model_id, revision=revision_to_load, trust_remote_code=True
             )
+    except ModelLoadError:
+        raise
     except (OSError, ValueError, ImportError, KeyError) as error:
         raise ModelLoadError(
             f"cannot load model {model_id!r}"
             + (f" at revision {revision!r}" if revision else "")
             + f": {error}. Offline? Use a local checkpoint folder or a model already in the "
             "Hugging Face cache (HF_HUB_OFFLINE=1)."
+        ) from error
+    except Exception as error:  # noqa: BLE001 - the checkpoint's own code raised it
+        raise ModelLoadError(
+            f"cannot load model {model_id!r}"
+            + (f" at revision {revision!r}" if revision else "")
+            + f": its code raised {type(error).__name__}: {error}"
         ) from error
     model = model.to(resolved_device).eval()
     loaded = dataclasses.replace(

@@ -24,7 +24,7 @@ import torch
 from .batching import SPECIAL_TOKENS_PER_SEQUENCE, BatchInputs, collate, make_batches
 from .embed import embed_batch, embed_with_oom_split
 from .failures import WHOLE_FILE, FailureLog, RecordFailure
-from .fasta import FastaContents, FastaError, read_fasta
+from .fasta import FastaContents, FastaError, ProteinRecord, read_fasta
 from .jobs import FileJob
 from .manifest import (
     Provenance,
@@ -46,6 +46,7 @@ from .store import (
     save_embeddings_atomic,
     validate_block,
 )
+from .tokens import UNKNOWN_REFUSED, EsmAlphabet
 
 log = logging.getLogger("fastesm_extract")
 
@@ -132,9 +133,26 @@ class ComputedFile:
     failures: list[RecordFailure]  # compute-time failures, in addition to parse failures
 
 
+def refuse_unknown_letters(contents: FastaContents, alphabet: EsmAlphabet) -> FastaContents:
+    """With a strict tokenizer, each record holding a letter it refuses fails alone (SPEC 6)."""
+    if alphabet.unknown != UNKNOWN_REFUSED:
+        return contents
+    kept: list[ProteinRecord] = []
+    failures = list(contents.failures)
+    for record in contents.records:
+        refused = alphabet.refused_letters(record.sequence)
+        if not refused:
+            kept.append(record)
+            continue
+        shown = ", ".join(repr(chr(letter)) for letter in sorted(set(refused))[:5])
+        message = f"sequence contains {shown}, which the model's tokenizer refuses (strict)"
+        failures.append(RecordFailure(record.id, "invalid_character", message))
+    return dataclasses.replace(contents, records=kept, failures=failures)
+
+
 def prepare_file(job: FileJob, loaded: LoadedModel, settings: ExtractionSettings) -> PreparedFile:
     """Read, tokenize and batch one FASTA file. Raises `FastaError` for an unusable file."""
-    contents = read_fasta(job.fasta)
+    contents = refuse_unknown_letters(read_fasta(job.fasta), loaded.alphabet)
     if not contents.records:
         raise FastaError(f"{job.fasta} has no usable records ({len(contents.failures)} failed)")
     full = loaded.alphabet.encode([record.sequence for record in contents.records])

@@ -5,12 +5,25 @@ model, so the loader can be tested offline. The maths is ESM-2 (rotary, pre-Laye
 erf-GELU, token-dropout scaling) and the parameter names are those of
 ``transformers.EsmModel(config, add_pooling_layer=False)``, so one state dict loads into both.
 
+Behaviour mirrored from the published code (FastPLMs ``modeling_fastesm.py``, 2026):
+- ``attn_backend`` is one of eager, sdpa, flex_attention, flash_attention_2,
+  flash_attention_3, or None (auto, which resolves to SDPA); attention modules hold the
+  resolved backend as an enum member, not a string.
+- ``model.tokenizer`` is a property that loads ``FastEsmTokenizer`` lazily from the folder
+  or hub ID the model was loaded from (an error for a model not made by from_pretrained).
+- ``FastEsmTokenizer`` keeps fair-esm's strictness: a letter outside the vocabulary raises
+  ``KeyError`` (the unknown run as the key) instead of becoming ``<unk>``; with
+  ``truncation=True, max_length=m`` it keeps the first ``m - 2`` residues of each text.
+- ``strict_tokenizer=False`` in the config gives the earlier published behaviour instead:
+  a lenient ``EsmTokenizer`` (unknown letters become ``<unk>``).
+
 Self-contained on purpose (transformers copies only this file into its modules cache):
 imports nothing but the standard library, torch and transformers.
 """
 
 from __future__ import annotations
 
+import enum
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +34,7 @@ from torch import nn
 from transformers import EsmTokenizer, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
-ATTN_BACKENDS = ("sdpa", "manual")
+ATTN_BACKENDS = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3")
 
 ESM_VOCAB = (
     "<cls> <pad> <eos> <unk> L A G V S E R T I D P K Q N F Y M H W C X B U Z O . - <null_1> <mask>"
@@ -31,10 +44,25 @@ ESM_VOCAB = (
 _MASK_RATIO_TRAIN = 0.15 * 0.8
 
 
-def check_attn_backend(value: Any) -> str:
-    if value not in ATTN_BACKENDS:
-        raise ValueError(f"attn_backend must be one of {ATTN_BACKENDS}, got {value!r}")
+class AttentionBackend(enum.Enum):
+    """The resolved backend an attention module runs (an enum, as upstream: not a str)."""
+
+    EAGER = "eager"
+    SDPA = "sdpa"
+    FLEX = "flex_attention"
+    FLASH_2 = "flash_attention_2"
+    FLASH_3 = "flash_attention_3"
+
+
+def check_attn_backend(value: Any) -> str | None:
+    if value is not None and value not in ATTN_BACKENDS:
+        raise ValueError(f"attn_backend must be None or one of {ATTN_BACKENDS}, got {value!r}")
     return value
+
+
+def resolve_attn_backend(value: str | None) -> AttentionBackend:
+    """None means auto, which upstream resolves to SDPA."""
+    return AttentionBackend(check_attn_backend(value) or "sdpa")
 
 
 class FastEsmConfig(PretrainedConfig):
@@ -55,7 +83,8 @@ class FastEsmConfig(PretrainedConfig):
         token_dropout: bool = True,
         max_position_embeddings: int = 1026,
         initializer_range: float = 0.02,
-        attn_backend: str = "sdpa",
+        attn_backend: str | None = None,
+        strict_tokenizer: bool = True,
         **kwargs: Any,
     ) -> None:
         if hidden_size % num_attention_heads:
@@ -75,16 +104,42 @@ class FastEsmConfig(PretrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.initializer_range = initializer_range
         self.attn_backend = check_attn_backend(attn_backend)
+        self.strict_tokenizer = strict_tokenizer
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 
 
-def build_esm_tokenizer() -> EsmTokenizer:
+class FastEsmTokenizer(EsmTokenizer):
+    """EsmTokenizer that refuses letters outside its vocabulary, as fair-esm does."""
+
+    def __call__(
+        self,
+        text: Any = None,
+        *args: Any,
+        truncation: Any = None,
+        max_length: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if truncation and max_length is not None:
+            keep = max(1, max_length - 2)  # room for <cls> and <eos>
+            if isinstance(text, str):
+                text = text[:keep]
+            elif isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
+                text = [t[:keep] for t in text]
+        return super().__call__(text, *args, truncation=truncation, max_length=max_length, **kwargs)
+
+    def _convert_token_to_id(self, token: str) -> int:
+        if token not in self._token_to_id:
+            raise KeyError(token)
+        return self._token_to_id[token]
+
+
+def build_esm_tokenizer(cls: type[EsmTokenizer] = EsmTokenizer) -> EsmTokenizer:
     """ESM-2 tokenizer from the in-code vocabulary (EsmTokenizer only reads from a file)."""
     with tempfile.TemporaryDirectory() as tmp:
         vocab_file = Path(tmp) / "vocab.txt"
         vocab_file.write_text("\n".join(ESM_VOCAB) + "\n", encoding="utf-8")
-        return EsmTokenizer(vocab_file=str(vocab_file))
+        return cls(vocab_file=str(vocab_file))
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -139,8 +194,8 @@ class FastEsmSelfAttention(nn.Module):
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        # Read once at construction, like FastESM: checkers inspect this attribute.
-        self.attn_backend = check_attn_backend(config.attn_backend)
+        # Resolved once at construction, like FastESM: checkers inspect this attribute.
+        self.attn_backend = resolve_attn_backend(config.attn_backend)
 
     def forward(
         self,
@@ -161,12 +216,14 @@ class FastEsmSelfAttention(nn.Module):
         q, k = _apply_rotary(q, cos, sin), _apply_rotary(k, cos, sin)
 
         keep = key_padding_mask[:, None, None, :]  # (b, 1, 1, l), True = attend
-        if self.attn_backend == "sdpa":
+        if self.attn_backend is AttentionBackend.SDPA:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=1.0)
-        else:
+        elif self.attn_backend is AttentionBackend.EAGER:
             scores = q @ k.transpose(-1, -2)
             scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
             out = scores.softmax(dim=-1) @ v
+        else:  # upstream needs compiled kernels / a GPU for these
+            raise RuntimeError(f"{self.attn_backend.value} attention is not available here")
         return out.transpose(1, 2).reshape(b, seq_len, -1)
 
 
@@ -244,6 +301,48 @@ class FastEsmPreTrainedModel(PreTrainedModel):
     base_model_prefix = "esm"
     _no_split_modules = ["FastEsmLayer"]
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
+        # Remember where the model came from: the tokenizer property loads from there.
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.__dict__["_tokenizer_source"] = str(pretrained_model_name_or_path)
+        model.__dict__["_tokenizer_revision"] = kwargs.get("revision")
+        return loaded
+
+    @property
+    def tokenizer(self) -> EsmTokenizer:
+        tokenizer = self.__dict__.get("_tokenizer")
+        if tokenizer is None:
+            source = self.__dict__.get("_tokenizer_source")
+            if not source:
+                raise RuntimeError(
+                    "loading the tokenizer needs a model made by from_pretrained "
+                    "(its source is unknown)"
+                )
+            cls = FastEsmTokenizer if self.config.strict_tokenizer else EsmTokenizer
+            revision = self.__dict__.get("_tokenizer_revision")
+            tokenizer = cls.from_pretrained(source, revision=revision)
+            self.__dict__["_tokenizer"] = tokenizer
+        return tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, value: EsmTokenizer) -> None:
+        self.__dict__["_tokenizer"] = value
+
+    @property
+    def attn_backend(self) -> str | None:
+        return self.config.attn_backend
+
+    @attn_backend.setter
+    def attn_backend(self, backend: str) -> None:
+        if backend not in ATTN_BACKENDS:
+            raise ValueError(f"{type(self).__name__} supports {ATTN_BACKENDS}, not {backend!r}")
+        self.config.attn_backend = backend
+        for module in self.modules():
+            if isinstance(module, FastEsmSelfAttention):
+                module.attn_backend = resolve_attn_backend(backend)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         # torch.nn.init calls: transformers 5 patches them to skip tensors already loaded
@@ -267,8 +366,6 @@ class FastEsmModel(FastEsmPreTrainedModel):
         super().__init__(config)
         self.embeddings = FastEsmEmbeddings(config)
         self.encoder = FastEsmEncoder(config)
-        # The published model exposes its tokenizer here; callers rely on `model.tokenizer`.
-        self.tokenizer = build_esm_tokenizer()
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -290,4 +387,11 @@ class FastEsmModel(FastEsmPreTrainedModel):
         return BaseModelOutput(last_hidden_state=hidden_states)
 
 
-__all__ = ["ATTN_BACKENDS", "ESM_VOCAB", "FastEsmConfig", "FastEsmModel"]
+__all__ = [
+    "ATTN_BACKENDS",
+    "ESM_VOCAB",
+    "AttentionBackend",
+    "FastEsmConfig",
+    "FastEsmModel",
+    "FastEsmTokenizer",
+]
