@@ -12,7 +12,7 @@ import torch
 from .failures import FAILURE_LOG_NAME, FailureLog
 from .jobs import FileJob, check_writable, plan_jobs
 from .manifest import Provenance, build_manifest, sha256_of, utc_now, write_manifest
-from .model import DEFAULT_MODEL, LoadedModel, load_model, prepare_model
+from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel, load_model, prepare_model
 from .parallel import Shard, WorkerSpec, run_on_devices, shard_jobs
 from .pipeline import (
     ExtractionSettings,
@@ -20,10 +20,11 @@ from .pipeline import (
     RunSummary,
     assemble_output,
     compute_file,
+    existing_output_status,
     prepare_file,
     warn_about_records,
 )
-from .store import save_embeddings_atomic
+from .store import load_embeddings, save_embeddings_atomic
 
 log = logging.getLogger("fastesm_extract")
 
@@ -45,6 +46,33 @@ def _as_loaded(
     return prepare_model(model, tokenizer)
 
 
+def _provenance(loaded: LoadedModel | None, settings: ExtractionSettings) -> Provenance:
+    """What this call's manifest would record; for the default model, known without loading
+    it (SPEC 6: CUDA, float16) unless it is loaded already."""
+    trunc, toks = settings.truncation_seq_length, settings.toks_per_batch
+    if loaded is None and _default_model.cache_info().currsize:
+        loaded = _default_model()
+    if loaded is not None:
+        return Provenance.of(loaded, trunc, toks)
+    dtype, device = "float16", "cuda"
+    return Provenance(DEFAULT_MODEL, None, None, dtype, device, DEFAULT_HIDDEN_SIZE, trunc, toks)
+
+
+def _finished_output(
+    job: FileJob, loaded: LoadedModel | None, settings: ExtractionSettings
+) -> tuple[list[str], list[torch.Tensor]] | None:
+    """The contents of `job.output` when the CLI would keep it (valid and current, or stale
+    without `redo_stale`); None when it must be computed."""
+    if settings.overwrite or not job.output.exists() or not job.fasta.is_file():
+        return None
+    provenance = _provenance(loaded, settings)
+    status = existing_output_status(job, provenance, settings, sha256_of(job.fasta))
+    if status is None:
+        return None
+    log.info("%s: %s, not recomputed", job.output, status.message)
+    return load_embeddings(job.output, provenance.hidden_size)
+
+
 def extract_fast_esm(
     fasta_file: str | Path,
     out_file: str | Path | None = None,
@@ -54,22 +82,32 @@ def extract_fast_esm(
     toks_per_batch: int = 2048,
     *,
     failure_log: str | Path | None = None,
+    overwrite: bool = False,
+    redo_stale: bool = False,
 ) -> tuple[list[str], list[torch.Tensor]]:
     """Embed one FASTA file; drop-in for VirNucPro's `units.extract_fast_esm`.
 
     Returns `(proteins, data)`: record IDs in FASTA order and float32 tensors of shape
     `(hidden_size,)`. With `out_file`, also writes `{'proteins', 'data'}` there atomically,
-    followed by its manifest `<out_file>.json`.
+    followed by its manifest `<out_file>.json`. An `out_file` that already exists, loads
+    and validates is returned as it is, without running (or loading) the model, as the CLI
+    skips it; a stale one (another input, model or setting, per its manifest) is reported
+    and returned too unless `redo_stale`; an invalid one is rebuilt; `overwrite` recomputes.
     `model`/`tokenizer` are a preloaded Hugging Face model (SDPA) and its tokenizer, or a
     `LoadedModel`; without them FastESM2_650 is loaded once per process. Bad records are
     skipped and appended to `failure_log` (default `./extraction_failures.log`); a file that
     cannot be read raises `FastaError`.
     """
-    loaded = _as_loaded(model, tokenizer)
+    loaded = None if model is None else _as_loaded(model, tokenizer)
     started = utc_now()
-    settings = ExtractionSettings(toks_per_batch, truncation_seq_length)
+    settings = ExtractionSettings(toks_per_batch, truncation_seq_length, overwrite, redo_stale)
     log_path = Path(failure_log) if failure_log is not None else Path.cwd() / FAILURE_LOG_NAME
     job = FileJob(Path(fasta_file), Path(out_file) if out_file is not None else Path(""))
+    if out_file is not None:
+        finished = _finished_output(job, loaded, settings)
+        if finished is not None:
+            return finished
+    loaded = loaded or _default_model()
     prepared = prepare_file(job, loaded, settings)
     warn_about_records(prepared, settings)
     proteins, data, failures = assemble_output(compute_file(prepared, loaded), loaded.hidden_size)

@@ -255,6 +255,29 @@ def existing_output_is_valid(job: FileJob, hidden_size: int) -> bool:
     return True
 
 
+def existing_output_status(
+    job: FileJob, provenance: Provenance, settings: ExtractionSettings, input_sha256: str
+) -> FileResult | None:
+    """SKIPPED or STALE for a valid existing output, None when it must be (re)built.
+
+    The same rules for every entry point: an output that does not load or validate is
+    rebuilt; a stale one (another input, model or setting) is kept unless `redo_stale`.
+    """
+    if settings.overwrite or not existing_output_is_valid(job, provenance.hidden_size):
+        return None
+    manifest = read_manifest(job.output)
+    if manifest is None:  # e.g. the original pipeline's outputs: validated, kept
+        return FileResult(job, SKIPPED, message="valid output exists (no manifest)")
+    reasons = stale_reasons(manifest, provenance, input_sha256)
+    if not reasons:
+        return FileResult(job, SKIPPED, message="valid output exists")
+    if settings.redo_stale:
+        log.warning("%s is stale (%s): rebuilding", job.output, "; ".join(reasons))
+        return None
+    log.warning("%s is stale (%s): kept; --redo-stale rebuilds it", job.output, "; ".join(reasons))
+    return FileResult(job, STALE, message="; ".join(reasons))
+
+
 def warn_about_records(prepared: PreparedFile, settings: ExtractionSettings) -> None:
     contents = prepared.contents
     if contents.duplicate_ids:
@@ -293,22 +316,7 @@ class Extractor:
         )
 
     def _existing_output_status(self, job: FileJob, input_sha256: str) -> FileResult | None:
-        """SKIPPED or STALE for a valid existing output, None when it must be (re)built."""
-        if self.settings.overwrite or not existing_output_is_valid(job, self.loaded.hidden_size):
-            return None
-        manifest = read_manifest(job.output)
-        if manifest is None:  # e.g. the original pipeline's outputs: validated, kept
-            return FileResult(job, SKIPPED, message="valid output exists (no manifest)")
-        reasons = stale_reasons(manifest, self.provenance, input_sha256)
-        if not reasons:
-            return FileResult(job, SKIPPED, message="valid output exists")
-        if self.settings.redo_stale:
-            log.warning("%s is stale (%s): rebuilding", job.output, "; ".join(reasons))
-            return None
-        log.warning(
-            "%s is stale (%s): kept; --redo-stale rebuilds it", job.output, "; ".join(reasons)
-        )
-        return FileResult(job, STALE, message="; ".join(reasons))
+        return existing_output_status(job, self.provenance, self.settings, input_sha256)
 
     def _prepare(self, job: FileJob) -> PreparedFile | FileResult:
         started = utc_now()

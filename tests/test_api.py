@@ -1,0 +1,151 @@
+"""The drop-in `extract_fast_esm(fasta, out_file)` keeps the CLI's resume rules (SPEC 4, 8):
+a finished output is returned without running, or even loading, the model."""
+
+import pytest
+import torch
+from helpers import random_proteins, write_fasta
+
+import fastesm_extract.api as api
+from fastesm_extract import extract_fast_esm
+from fastesm_extract.manifest import (
+    Provenance,
+    build_manifest,
+    manifest_path,
+    read_manifest,
+    sha256_of,
+    utc_now,
+    write_manifest,
+)
+from fastesm_extract.model import DEFAULT_MODEL
+from fastesm_extract.store import save_embeddings_atomic
+
+
+@pytest.fixture
+def computed(monkeypatch):
+    """Counts the files the drop-in really embeds."""
+    calls = []
+    original = api.compute_file
+
+    def counting(prepared, loaded, *args, **kwargs):
+        calls.append(prepared.job.fasta)
+        return original(prepared, loaded, *args, **kwargs)
+
+    monkeypatch.setattr(api, "compute_file", counting)
+    return calls
+
+
+@pytest.fixture
+def fasta(tmp_path):
+    records = random_proteins(20, 5, 60, seed=21) + [("long", "MKTAYIAKQR" * 6)]
+    return write_fasta(tmp_path / "p.fa", records)
+
+
+def snapshot(out):
+    return out.read_bytes(), out.stat().st_mtime_ns, manifest_path(out).read_bytes()
+
+
+def same(result, expected) -> bool:
+    return result[0] == expected[0] and all(
+        torch.equal(a, b) for a, b in zip(result[1], expected[1], strict=True)
+    )
+
+
+def test_a_finished_output_is_returned_without_running_the_model(
+    tiny_model, fasta, tmp_path, computed
+):
+    out = tmp_path / "p_ESM.pt"
+    first = extract_fast_esm(fasta, out, model=tiny_model, failure_log=tmp_path / "f.log")
+    assert len(computed) == 1
+    before = snapshot(out)
+
+    again = extract_fast_esm(fasta, out, model=tiny_model, failure_log=tmp_path / "f.log")
+    assert same(again, first) and len(computed) == 1
+    assert snapshot(out) == before  # not rewritten, manifest untouched
+    # The README's form: a Hugging Face model and its tokenizer.
+    plain = extract_fast_esm(fasta, str(out), tiny_model.model, tiny_model.tokenizer)
+    assert same(plain, first) and len(computed) == 1
+
+
+def test_the_default_model_is_not_loaded_for_a_finished_output(
+    fasta, tmp_path, monkeypatch, caplog
+):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    api._default_model.cache_clear()
+    monkeypatch.setattr(api, "load_model", no_loading)
+    records = [line[1:] for line in fasta.read_text().splitlines() if line.startswith(">")]
+    data = [torch.randn(1280) for _ in records]
+    out = tmp_path / "p_ESM.pt"
+
+    # The original pipeline's output (no manifest), 1280-dim as FastESM2_650's: accepted.
+    save_embeddings_atomic(out, records, data)
+    assert same(extract_fast_esm(fasta, out), (records, data))
+
+    # A manifest of the default model and settings: current, returned.
+    provenance = Provenance(DEFAULT_MODEL, None, None, "float16", "NVIDIA H100", 1280, 1024, 2048)
+    n = len(records)
+    manifest = build_manifest(provenance, fasta, sha256_of(fasta), n, n, [], utc_now())
+    write_manifest(out, manifest)
+    assert same(extract_fast_esm(fasta, out), (records, data))
+
+    # Another setting: stale, kept and reported (as the CLI does), still without loading.
+    with caplog.at_level("WARNING"):
+        assert same(extract_fast_esm(fasta, out, truncation_seq_length=30), (records, data))
+    assert "is stale" in caplog.text and "truncation_seq_length 1024 != 30" in caplog.text
+
+    # Rebuilding needs the model: redo_stale, overwrite, or an output of another size
+    # (ESM2-3B's 2560) all load it.
+    for options in ({"truncation_seq_length": 30, "redo_stale": True}, {"overwrite": True}):
+        with pytest.raises(AssertionError, match="was loaded"):
+            extract_fast_esm(fasta, out, **options)
+    save_embeddings_atomic(out, records, [torch.randn(2560) for _ in records])
+    manifest_path(out).unlink()
+    with pytest.raises(AssertionError, match="was loaded"):
+        extract_fast_esm(fasta, out)
+
+
+def test_stale_invalid_and_overwritten_outputs_follow_the_cli_rules(
+    tiny_model, fasta, tmp_path, computed, caplog
+):
+    out = tmp_path / "p_ESM.pt"
+    log = tmp_path / "f.log"
+    first = extract_fast_esm(fasta, out, model=tiny_model, failure_log=log)
+
+    # Stale (another truncation): kept and returned, not recomputed.
+    with caplog.at_level("WARNING"):
+        kept = extract_fast_esm(fasta, out, tiny_model, truncation_seq_length=20, failure_log=log)
+    assert same(kept, first) and len(computed) == 1
+    assert "is stale" in caplog.text
+    # ... rebuilt with redo_stale: the manifest now records the new setting.
+    redone = extract_fast_esm(
+        fasta, out, tiny_model, truncation_seq_length=20, failure_log=log, redo_stale=True
+    )
+    assert len(computed) == 2 and not same(redone, first)
+    assert read_manifest(out)["settings"]["truncation_seq_length"] == 20
+
+    # Invalid (does not load): reported and rebuilt.
+    out.write_bytes(b"not a torch file")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        rebuilt = extract_fast_esm(fasta, out, model=tiny_model, failure_log=log)
+    assert "will be rebuilt" in caplog.text and len(computed) == 3
+    assert same(rebuilt, first)
+
+    # overwrite recomputes a valid, current output.
+    extract_fast_esm(fasta, out, model=tiny_model, failure_log=log, overwrite=True)
+    assert len(computed) == 4
+
+    # The input changed: stale, kept unless redo_stale.
+    with open(fasta, "a") as handle:
+        handle.write(">new\nMKT\n")
+    assert same(extract_fast_esm(fasta, out, model=tiny_model, failure_log=log), first)
+    assert len(computed) == 4
+    grown = extract_fast_esm(fasta, out, model=tiny_model, failure_log=log, redo_stale=True)
+    assert grown[0] == [*first[0], "new"] and len(computed) == 5
+
+
+def test_without_out_file_the_model_always_runs(tiny_model, fasta, tmp_path, computed):
+    extract_fast_esm(fasta, model=tiny_model, failure_log=tmp_path / "f.log")
+    extract_fast_esm(fasta, model=tiny_model, failure_log=tmp_path / "f.log")
+    assert len(computed) == 2
