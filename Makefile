@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # while an unpinned `torch` would pull a multi-GB CUDA build. The package itself takes a range.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint benchmark clean
+.PHONY: setup demo test lint benchmark gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ test: setup lint
 benchmark: setup
 	$(PY) benchmarks/bench_extract.py
 	$(PY) benchmarks/bench_workers.py
+
+# On a lent GPU machine: its own python3, torch and transformers, no venv, no install. Writes
+# gpu_check.json/.md and the CUDA tests' log under $OUT (see benchmarks/gpu_check.py).
+gpu-check:
+	PYTHONPATH=src PYTHONUNBUFFERED=1 $(PYTHON) benchmarks/gpu_check.py --out "$${OUT:-gpu-check-out}" $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf demo $(VENV)

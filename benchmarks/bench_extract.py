@@ -1023,6 +1023,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokenizer = write_tokenizer(scratch_root / "tokenizer")
         for mode in modes:
             if mode == "gpu" and not torch.cuda.is_available():
+                if args.mode == "gpu":  # asked for by name: not measuring it is a failure
+                    log.error(
+                        "gpu mode needs CUDA, not available here (torch %s)", torch.__version__
+                    )
+                    return 2
                 log.info("gpu mode skipped: CUDA is not available (torch %s)", torch.__version__)
                 continue
             files, records, repeats = MODE_DEFAULTS[mode]

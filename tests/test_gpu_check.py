@@ -1,0 +1,73 @@
+"""benchmarks/gpu_check.py runs blind on a lent GPU: its smoke run, its refusal without CUDA."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_extract  # noqa: E402
+import gpu_check  # noqa: E402
+from report import render_gpu  # noqa: E402
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+
+
+@no_cuda
+def test_gpu_check_without_cuda_exits_2_before_any_work(tmp_path, capsys):
+    assert gpu_check.main(["--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+@no_cuda
+def test_benchmark_gpu_mode_without_cuda_fails(tmp_path):
+    assert bench_extract.main(["--mode", "gpu", "--output", str(tmp_path / "B.md")]) == 2
+    assert not (tmp_path / "B.md").exists()
+
+
+def test_gpu_check_smoke_run_writes_every_step_and_renders(tmp_path):
+    out = tmp_path / "out"
+    steps = "ceilings,model,fidelity,attention,bench"  # `tests` needs a child pytest: slow here
+    argv = ["--smoke", "--out", str(out), "--steps", steps, "--records", "60"]
+    assert gpu_check.main([*argv, "--budgets", "300,600", "--fidelity-records", "12"]) == 0
+    check = json.loads((out / "gpu_check.json").read_text())
+    assert {name: entry["status"] for name, entry in check["steps"].items()} == dict.fromkeys(
+        steps.split(","), "ok"
+    )
+    bench = check["steps"]["bench"]["result"]
+    assert [b["toks_per_batch"] for b in bench["budgets"]] == [300, 600]
+    for budget in bench["budgets"]:
+        assert set(budget["variants"]) == {"baseline", "ours", "floor"}
+        assert budget["agreement"]["records"] == 60 and budget["agreement"]["proteins_equal"]
+        assert budget["agreement"]["max_abs_diff"] < 1e-5
+        assert budget["variants"]["floor"]["vs_floor"] == 1.0
+    fidelity = check["steps"]["fidelity"]["result"]
+    assert fidelity["records"] == 12 and fidelity["float16"]["min_cosine"] > 0.999
+    assert check["steps"]["attention"]["result"]["ops"]["aten::scaled_dot_product_attention"] > 0
+    markdown = (out / "gpu_check.md").read_text()
+    assert "| 600 | ours |" in markdown and "SMOKE RUN" in markdown
+
+
+def test_report_names_a_failed_step_and_keeps_the_others():
+    check = {
+        "steps": {
+            "bench": {"status": "error", "error": "OutOfMemoryError: CUDA out of memory"},
+            "ceilings": {
+                "status": "ok",
+                "result": {
+                    "matmul_dtype": "float16",
+                    "matmul_n": 8192,
+                    "matmul_tflops": 750.2,
+                    "copy_gb_s": 3000.0,
+                },
+            },
+        }
+    }
+    text = "\n".join(render_gpu(check))
+    assert "- bench: **error**: OutOfMemoryError: CUDA out of memory" in text
+    assert "8192^3 on random data 750 TFLOP/s" in text
+    assert "- fidelity: not run." in text
