@@ -29,7 +29,16 @@ def test_benchmark_gpu_mode_without_cuda_fails(tmp_path):
     assert not (tmp_path / "B.md").exists()
 
 
-def test_gpu_check_smoke_run_writes_every_step_and_renders(tmp_path):
+@pytest.fixture
+def one_torch_thread():
+    # Two threads spin against each other on a busy 2-core machine: seconds instead of 0.2 s.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_gpu_check_smoke_run_writes_every_step_and_renders(tmp_path, one_torch_thread):
     out = tmp_path / "out"
     steps = "ceilings,model,fidelity,attention,bench"  # `tests` needs a child pytest: slow here
     argv = ["--smoke", "--out", str(out), "--steps", steps, "--records", "60"]
