@@ -359,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return result
 
         steps = {
-            "tests": lambda: step_tests(args.out, max(60.0, min(300.0, deadline.left()))),
+            "tests": lambda: step_tests(args.out, max(60.0, min(150.0, deadline.left()))),
             "ceilings": ceilings,
             "model": build,
             "fidelity": lambda: step_fidelity(
