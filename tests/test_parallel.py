@@ -1,6 +1,7 @@
 """Scale-out: shards across nodes and worker processes across devices give identical outputs."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -20,6 +21,7 @@ from helpers import (
 )
 
 from fastesm_extract import extract_files, load_embeddings
+from fastesm_extract.cli import EXIT_USAGE, main
 from fastesm_extract.jobs import FileJob, InputError
 from fastesm_extract.parallel import (
     Shard,
@@ -65,11 +67,95 @@ def test_shard_parsing_and_environment():
     assert shard_from_environment({}) is None
 
 
+BAD_ENVIRONMENTS = [
+    ({"RANK": "5", "WORLD_SIZE": "2"}, "RANK=5 with WORLD_SIZE=2.*0 <= RANK < WORLD_SIZE"),
+    ({"RANK": "-1", "WORLD_SIZE": "2"}, "RANK=-1 with WORLD_SIZE=2"),
+    ({"RANK": "0", "WORLD_SIZE": "0"}, "WORLD_SIZE=0 must be at least 1"),
+    ({"RANK": "abc", "WORLD_SIZE": "2"}, "RANK='abc' is not an integer"),
+    ({"RANK": "0", "WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
+    ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "x"}, "LOCAL_RANK='x' is not an integer"),
+    ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "-1"}, "LOCAL_RANK=-1 must be 0 or more"),
+    ({"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "2"}, "SLURM_ARRAY_TASK_ID='x'"),
+    ({"SLURM_ARRAY_TASK_ID": "x"}, "SLURM_ARRAY_TASK_ID='x' is not an integer"),
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "n"}, "SLURM_ARRAY_TASK_COUNT='n'"),
+    ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "0"}, "outside an array of 0"),
+    (
+        {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "?"},
+        "SLURM_ARRAY_TASK_MIN='\\?'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("environment", "message"), BAD_ENVIRONMENTS)
+def test_environment_shards_are_checked_like_the_shard_option(environment, message):
+    with pytest.raises(InputError, match=message) as caught:
+        shard_from_environment(environment)
+    assert "--shard K/N" in str(caught.value)  # says what to set instead
+
+
+def test_a_shard_outside_its_count_is_refused():
+    for index, count in ((2, 2), (-1, 2), (0, 0)):
+        with pytest.raises(InputError, match="need 0 <= index < count"):
+            Shard(index, count, "test")
+
+
 def test_device_lists():
     assert parse_devices("cuda:0, cuda:1") == ["cuda:0", "cuda:1"]
     assert parse_devices("cpu,cpu") == ["cpu", "cpu"]
     with pytest.raises(InputError):
         parse_devices(" , ")
+    for bad in ("cpu,bogus", "cuda:x", "mps", "cuda:-1"):
+        with pytest.raises(InputError, match="unknown device.*use cuda, cuda:N or cpu"):
+            parse_devices(bad)
+
+
+def test_torchrun_rank_takes_its_own_gpu_in_the_library(tmp_path, monkeypatch):
+    """`extract_files` itself maps LOCAL_RANK to cuda:N, so Python callers get it too."""
+    import fastesm_extract.api as api
+
+    asked = []
+
+    def record_device(model, *, device, **kwargs):
+        asked.append(device)
+        raise InputError("stop before loading")
+
+    monkeypatch.setattr(api, "load_model", record_device)
+    folder = make_inputs(tmp_path / "in", 2, records=2)
+    env = {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "3"}
+    for options in ({}, {"device": "cuda:1"}, {"devices": ["cuda:2"]}, {"device": "cpu"}):
+        with pytest.raises(InputError, match="stop before loading"):
+            extract_files([folder], tmp_path / "o", shard=shard_from_environment(env), **options)
+    assert asked == ["cuda:3", "cuda:1", "cuda:2", "cpu"]
+    with pytest.raises(InputError, match="stop before loading"):
+        extract_files([folder], tmp_path / "o", shard=Shard(0, 2, "--shard"))
+    assert asked[-1] == "cuda"  # no torchrun rank: the default device as it is
+    with pytest.raises(InputError, match="unknown device 'bogus'"):
+        extract_files([folder], tmp_path / "o", devices=["cpu", "bogus"])
+
+
+@pytest.mark.parametrize(("environment", "message"), BAD_ENVIRONMENTS[:4] + BAD_ENVIRONMENTS[7:8])
+def test_bad_shard_environments_exit_2_through_the_cli(
+    tiny_checkpoint, tmp_path, monkeypatch, capsys, environment, message
+):
+    for name in [*os.environ]:
+        if name.startswith("SLURM_") or name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "a.fa").write_text(">a\nMK\n")
+    argv = ["extract", str(tmp_path / "a.fa"), "--model", str(tiny_checkpoint), "--device", "cpu"]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--shard K/N" in err
+    assert re.search(message, err)
+    assert not (tmp_path / "a_ESM.pt").exists()
+
+
+def test_a_bogus_device_in_the_list_exits_2_through_the_cli(tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "a.fa").write_text(">a\nMK\n")
+    argv = ["extract", str(tmp_path / "a.fa"), "--model", str(tiny_checkpoint)]
+    assert main([*argv, "--devices", "cpu,bogus"]) == EXIT_USAGE
+    assert "unknown device 'bogus'" in capsys.readouterr().err
 
 
 def test_the_union_of_all_shards_equals_the_unsharded_run(tiny_model, tmp_path):

@@ -14,7 +14,7 @@ from .merge import (
     save_merged_atomic,
 )
 from .model import DEFAULT_MODEL, LoadedModel, ModelLoadError, load_model, prepare_model
-from .parallel import Shard
+from .parallel import Shard, shard_from_environment
 from .pipeline import ExtractionSettings, Extractor, FileResult, RunSummary
 from .split import SplitPart, extract_split, split_fasta
 from .store import OutputError, load_embeddings, save_embeddings_atomic
@@ -57,6 +57,7 @@ __all__ = [
     "read_fasta",
     "save_embeddings_atomic",
     "save_merged_atomic",
+    "shard_from_environment",
     "split_fasta",
     "verify_output",
 ]

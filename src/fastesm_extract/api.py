@@ -13,7 +13,14 @@ from .failures import FAILURE_LOG_NAME, FailureLog
 from .jobs import FileJob, check_writable, plan_jobs
 from .manifest import Provenance, build_manifest, sha256_of, utc_now, write_manifest
 from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel, load_model, prepare_model
-from .parallel import Shard, WorkerSpec, run_on_devices, shard_jobs
+from .parallel import (
+    Shard,
+    WorkerSpec,
+    check_devices,
+    device_for_shard,
+    run_on_devices,
+    shard_jobs,
+)
 from .pipeline import (
     ExtractionSettings,
     Extractor,
@@ -156,8 +163,11 @@ def extract_files(
     or setting are reported as stale and kept, or rebuilt with `redo_stale`. Reading and
     writing overlap with compute. With several `devices` (the model given by name), one
     worker process per device takes files as it frees up; with a `shard`, only that share
-    of the files is done.
+    of the files is done, and a torchrun shard (`shard_from_environment()`) puts the default
+    device "cuda" on the rank's own GPU, `cuda:LOCAL_RANK`.
     """
+    if devices is not None:
+        devices = check_devices(list(devices))
     jobs = plan_jobs(list(inputs), output_dir)
     if shard is not None:
         jobs = shard_jobs(jobs, shard)
@@ -177,8 +187,7 @@ def extract_files(
         log.info("extracting %d files with %s on %s", len(jobs), model, ", ".join(devices))
         summary = run_on_devices(jobs, list(devices), spec, show_progress)
     else:
-        if devices:
-            device = devices[0]
+        device = devices[0] if devices else device_for_shard(device, shard)
         if isinstance(model, str):
             loaded = load_model(model, revision=revision, device=device, dtype=dtype)
         else:

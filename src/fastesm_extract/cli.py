@@ -209,15 +209,12 @@ def run_extract(args: argparse.Namespace) -> int:
         shard = parse_shard(args.shard) if args.shard else shard_from_environment()
     except (InputError, ModelLoadError) as error:
         return usage_error(str(error))
-    device = args.device
-    if shard is not None and shard.local_rank is not None and device == "cuda" and not devices:
-        device = f"cuda:{shard.local_rank}"  # torchrun: one rank per GPU of the node
     if args.split_every is not None and shard is not None:
         return usage_error("--split-every cannot be sharded: run it once, with --devices")
     options = dict(
         model=args.model,
         revision=args.revision,
-        device=device,
+        device=args.device,
         devices=devices,
         dtype=args.dtype,
         toks_per_batch=args.toks_per_batch,

@@ -40,6 +40,12 @@ class Shard:
     source: str  # where it came from, for the log: "--shard", "SLURM", "torchrun"
     local_rank: int | None = None  # torchrun: this rank's GPU on its node
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise InputError(
+                f"shard index {self.index} of {self.count} ({self.source}): need 0 <= index < count"
+            )
+
 
 def parse_shard(text: str) -> Shard:
     """`"K/N"` with 1 <= K <= N (1-based, as people count array tasks) -> Shard(K-1, N)."""
@@ -52,23 +58,68 @@ def parse_shard(text: str) -> Shard:
     return Shard(k - 1, n, "--shard")
 
 
+_SLURM_HINT = (
+    "submit with sbatch --array (which sets SLURM_ARRAY_TASK_ID/COUNT/MIN), unset them, "
+    "or give --shard K/N"
+)
+_TORCHRUN_HINT = (
+    "launch with torchrun (which sets RANK, WORLD_SIZE and LOCAL_RANK), unset them, "
+    "or give --shard K/N"
+)
+
+
+def _env_int(env, name: str, hint: str, default: int | None = None) -> int | None:
+    """The integer in environment variable `name` (`default` when unset); InputError if not."""
+    if name not in env:
+        return default
+    try:
+        return int(env[name])
+    except ValueError:
+        raise InputError(f"{name}={env[name]!r} is not an integer: {hint}") from None
+
+
 def shard_from_environment(environ: dict | None = None) -> Shard | None:
-    """The shard a Slurm job array task or a torchrun rank implies, if any."""
+    """The shard a Slurm job array task or a torchrun rank implies, if any.
+
+    Checked like `--shard`: values that are not a valid share raise `InputError` naming the
+    variable and what to set, never a silent empty or wrong share.
+    """
     env = os.environ if environ is None else environ
-    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        index, count = int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
-        if not 0 <= index < count:
+    task = _env_int(env, "SLURM_ARRAY_TASK_ID", _SLURM_HINT)
+    if task is not None and "SLURM_ARRAY_TASK_COUNT" in env:
+        first = _env_int(env, "SLURM_ARRAY_TASK_MIN", _SLURM_HINT, default=0)
+        count = _env_int(env, "SLURM_ARRAY_TASK_COUNT", _SLURM_HINT)
+        index = task - first
+        if count < 1 or not 0 <= index < count:
             raise InputError(
-                f"SLURM_ARRAY_TASK_ID {env['SLURM_ARRAY_TASK_ID']} is outside an array of "
-                f"{count} tasks starting at {first}: use --array=0-{count - 1} or 1-{count} "
-                "with a step of 1, or give --shard K/N"
+                f"SLURM_ARRAY_TASK_ID {task} is outside an array of "
+                f"{count} tasks starting at {first}: use --array=0-{max(count, 1) - 1} or "
+                f"1-{max(count, 1)} with a step of 1, or give --shard K/N"
             )
         return Shard(index, count, "SLURM")
     if "RANK" in env and "WORLD_SIZE" in env:
-        local_rank = int(env["LOCAL_RANK"]) if "LOCAL_RANK" in env else None
-        return Shard(int(env["RANK"]), int(env["WORLD_SIZE"]), "torchrun", local_rank)
+        rank = _env_int(env, "RANK", _TORCHRUN_HINT)
+        world_size = _env_int(env, "WORLD_SIZE", _TORCHRUN_HINT)
+        local_rank = _env_int(env, "LOCAL_RANK", _TORCHRUN_HINT)
+        if world_size < 1:
+            raise InputError(f"WORLD_SIZE={world_size} must be at least 1: {_TORCHRUN_HINT}")
+        if not 0 <= rank < world_size:
+            raise InputError(
+                f"RANK={rank} with WORLD_SIZE={world_size}: need 0 <= RANK < WORLD_SIZE; "
+                + _TORCHRUN_HINT
+            )
+        if local_rank is not None and local_rank < 0:
+            raise InputError(f"LOCAL_RANK={local_rank} must be 0 or more: {_TORCHRUN_HINT}")
+        return Shard(rank, world_size, "torchrun", local_rank)
     return None
+
+
+def device_for_shard(device: str, shard: Shard | None) -> str:
+    """torchrun starts one rank per GPU of a node: the default "cuda" becomes the rank's
+    `cuda:LOCAL_RANK`; any other device is kept as asked."""
+    if shard is not None and shard.local_rank is not None and device == "cuda":
+        return f"cuda:{shard.local_rank}"
+    return device
 
 
 def shard_jobs(jobs: list[FileJob], shard: Shard) -> list[FileJob]:
@@ -94,6 +145,21 @@ def parse_devices(text: str) -> list[str]:
     devices = [part.strip() for part in text.split(",") if part.strip()]
     if not devices:
         raise InputError("--devices: give e.g. cuda:0,cuda:1 or all")
+    return check_devices(devices)
+
+
+def check_devices(devices: list[str]) -> list[str]:
+    """`devices` unchanged when each names a CUDA device or the CPU; InputError otherwise."""
+    for device in devices:
+        try:
+            kind = torch.device(device).type
+        except (RuntimeError, TypeError):
+            kind = None
+        if kind not in ("cuda", "cpu"):
+            raise InputError(
+                f"unknown device {device!r} in the device list: use cuda, cuda:N or cpu, "
+                "e.g. --devices cuda:0,cuda:1"
+            )
     return devices
 
 
