@@ -105,3 +105,17 @@ def test_checkpoint_code_failing_at_load_is_exit_2_naming_the_model(checkpoints,
     err = capsys.readouterr().err.strip()
     assert "broken-checkpoint" in err and "internal error" not in err
     assert len(err.splitlines()) == 1
+
+    # Code that raises a long, many-line error while loading: still one line, exit 2.
+    raising = tmp_path / "raising-checkpoint"
+    shutil.copytree(strict, raising)
+    with open(raising / "modeling_fast_esm.py", "a") as handle:
+        handle.write(
+            "\n\ndef _broken(self, config):\n"
+            "    raise RuntimeError('no kernel for this GPU\\n  details\\n  more details')\n\n"
+            "FastEsmModel.__init__ = _broken\n"
+        )
+    assert run(raising, tmp_path, "out") == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert "raising-checkpoint" in err and "RuntimeError: no kernel for this GPU" in err
+    assert len(err.splitlines()) == 1

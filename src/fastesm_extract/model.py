@@ -94,13 +94,19 @@ def _backend_name(backend: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _one_line(error: BaseException) -> str:
+    """`Type: first line of the message`: errors the user sees stay on one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
 def model_tokenizer(model: torch.nn.Module, model_id: str) -> object | None:
     """The model's own `tokenizer` attribute (FastESM loads it lazily, from its checkpoint)."""
     try:
         return getattr(model, "tokenizer", None)
     except Exception as error:  # noqa: BLE001 - the checkpoint's own code: a loading error
         raise ModelLoadError(
-            f"cannot load the tokenizer of model {model_id!r}: {type(error).__name__}: {error}"
+            f"cannot load the tokenizer of model {model_id!r}: {_one_line(error)}"
         ) from error
 
 
@@ -125,8 +131,7 @@ def prepare_model(
         raise ModelLoadError(f"model {model_id!r}: {error}") from error
     except Exception as error:  # noqa: BLE001 - the checkpoint's own code: a loading error
         raise ModelLoadError(
-            f"model {model_id!r}: its tokenizer failed while being checked: "
-            f"{type(error).__name__}: {error}"
+            f"model {model_id!r}: its tokenizer failed while being checked: {_one_line(error)}"
         ) from error
     if alphabet.unknown == UNKNOWN_REFUSED:
         log.info(
@@ -211,7 +216,7 @@ def load_model(
         raise ModelLoadError(
             f"cannot load model {model_id!r}"
             + (f" at revision {revision!r}" if revision else "")
-            + f": its code raised {type(error).__name__}: {error}"
+            + f": its code raised {_one_line(error)}"
         ) from error
     model = model.to(resolved_device).eval()
     loaded = dataclasses.replace(
