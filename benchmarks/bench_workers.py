@@ -24,7 +24,10 @@ import time
 from pathlib import Path
 
 import torch
-from bench_extract import REPO_ROOT, header, update_markdown, write_workload
+from cli_common import add_run_arguments, publish
+from machine import environment
+from report import render_workers
+from workload import write_workload
 
 from fastesm_extract.demo import build_demo_checkpoint
 
@@ -54,11 +57,9 @@ def outputs(folder: Path) -> dict[str, bytes]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=4)
-    parser.add_argument("--records", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
+    add_run_arguments(parser, defaults="4 files x 500 records, 2 repeats")
     args = parser.parse_args()
+    files, records, repeats = args.files or 4, args.records or 500, args.repeats or 2
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if gpus >= 2:
@@ -73,35 +74,33 @@ def main() -> int:
         }
     scratch = Path(tempfile.mkdtemp(prefix="fastesm-bench-workers-"))
     try:
-        workload = write_workload(scratch / "fasta", args.files, args.records, seed=0)
+        workload = write_workload(scratch / "fasta", files, records, seed=args.seed)
         checkpoint = build_demo_checkpoint(scratch / "checkpoint")
         times: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for name, device_args in variants.items():  # interleaved
                 out = scratch / name.split()[0]
                 times[name].append(
                     timed_cli(workload.files[0].parent, out, checkpoint, *device_args)
                 )
         first, second = (outputs(scratch / name.split()[0]) for name in variants)
-        identical = first == second and len(first) == args.files
+        identical = first == second and len(first) == files
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    device = torch.device("cuda:0") if gpus >= 2 else None
     settings = (
-        f"{args.files} files x {args.records:,} proteins (lengths 99-166), demo ESM2 "
-        f"6 x 320 random weights, best of {args.repeats} interleaved runs, whole CLI "
+        f"{files} files x {records:,} proteins (lengths 99-166), demo ESM2 "
+        f"6 x 320 random weights, best of {repeats} interleaved runs, whole CLI "
         "runs including process start and model loading"
     )
-    lines = header("Workers: one process vs one worker process per device", device, settings)
-    lines += ["| variant | best s | records/s | runs (s) |", "|---|---:|---:|---|"]
-    for name, runs in times.items():
-        best = min(runs)
-        shown = ", ".join(f"{run:.2f}" for run in runs)
-        lines.append(f"| {name} | {best:.2f} | {args.files * args.records / best:,.0f} | {shown} |")
-    lines += ["", f"- Outputs bitwise identical between the two: {'yes' if identical else 'NO'}."]
-    print("\n".join(lines))
-    update_markdown(args.output, "workers", lines)
+    record = {
+        "environment": environment(torch.device("cuda:0") if gpus >= 2 else None),
+        "settings": settings,
+        "records": files * records,
+        "times": times,
+        "identical": identical,
+    }
+    publish(render_workers(record), "workers", args)
     return 0 if identical else 1
 
 

@@ -24,198 +24,29 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
-import xml.etree.ElementTree as ElementTree
-from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 import transformers
-from bench_extract import ModelShape, build_esm, source_version, write_tokenizer, write_workload
-from gpu_bench import GPU_BUDGETS, Deadline, run_gpu_benchmark
-from report import render_gpu
+from baselines import ModelShape, build_esm
+from gpu_bench import FASTESM2_650, GPU_BUDGETS, datasheet_peak, run_gpu_benchmark
+from gpu_steps import step_attention, step_ceilings, step_fidelity, step_tests
+from harness import Deadline
+from machine import environment
+from report_gpu import render_gpu
+from workload import write_tokenizer, write_workload
 
-from fastesm_extract import extract_fast_esm, prepare_model
+from fastesm_extract import prepare_model
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOKE_SHAPE = ModelShape(layers=2, hidden=64, heads=4, intermediate=128)
-# Dense fp16/bf16 tensor-core peaks (no sparsity), TFLOP/s, from NVIDIA's data sheets.
-DATASHEET_PEAKS = (("H200", 989.0), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.0))
-log = logging.getLogger("gpu_check")
-
-
-def environment(device: torch.device) -> dict:
-    env = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "source": source_version(),
-        "cpu_cores": os.cpu_count(),
-        "command": " ".join(sys.argv),
-    }
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        env |= {
-            "gpu": props.name,
-            "gpu_memory_gib": round(props.total_memory / 2**30, 1),
-            "multiprocessors": props.multi_processor_count,
-            "capability": f"{props.major}.{props.minor}",
-            "cudnn": torch.backends.cudnn.version(),
-        }
-        try:
-            query = "driver_version,clocks.sm,clocks.max.sm,power.limit,temperature.gpu"
-            env["nvidia_smi"] = subprocess.run(
-                ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=20,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            env["nvidia_smi"] = "unavailable"
-    return env
-
-
-def datasheet_peak(env: dict) -> float | None:
-    name = env.get("gpu", "")
-    return next((peak for key, peak in DATASHEET_PEAKS if key in name), None)
 
 
 # --------------------------------------------------------------------------- steps
-
-
-def step_tests(out: Path, timeout: float) -> dict:
-    """pytest tests/test_cuda.py in a child process; outcomes and recorded properties."""
-    xml = out / "test_cuda.xml"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")])
-        ),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "tests/test_cuda.py",
-        f"--junitxml={xml}",
-        "-o",
-        "junit_family=xunit1",
-    ]
-    log_path = out / "test_cuda.log"
-    with open(log_path, "w") as handle:  # written as it runs: kept if the time limit hits
-        done = subprocess.run(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            timeout=timeout,
-        )
-    print(log_path.read_text()[-3000:], flush=True)
-    cases = []
-    for case in ElementTree.parse(xml).getroot().iter("testcase"):
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            found = case.find(tag)
-            if found is not None:
-                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
-                message = (found.get("message") or "").partition("\n")[0][:300]
-        properties = {p.get("name"): p.get("value") for p in case.iter("property")}
-        cases.append(
-            {
-                "name": case.get("name"),
-                "outcome": outcome,
-                "message": message,
-                "properties": properties,
-            }
-        )
-    return {
-        "exit_code": done.returncode,
-        "counts": dict(Counter(c["outcome"] for c in cases)),
-        "cases": cases,
-    }
-
-
-def step_ceilings(device: torch.device, smoke: bool) -> dict:
-    """The card's own ceilings: fp16 matmul on random data, device-to-device copy."""
-    n = 512 if smoke else 8192
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    source = torch.randn((2**20 if smoke else 2**29) // 4, device=device)  # 2 GiB on the GPU
-    target = torch.empty_like(source)
-
-    def seconds_per(action: Callable[[], object], repeats: int) -> float:
-        for _ in range(3):
-            action()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        started = time.perf_counter()
-        for _ in range(repeats):
-            action()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return (time.perf_counter() - started) / repeats
-
-    matmul = seconds_per(lambda: a @ b, 20)
-    copy = seconds_per(lambda: target.copy_(source), 20)
-    return {
-        "matmul_n": n,
-        "matmul_dtype": str(dtype).removeprefix("torch."),
-        "matmul_tflops": 2 * n**3 / matmul / 1e12,
-        "copy_bytes": 2 * source.numel() * 4,
-        "copy_gb_s": 2 * source.numel() * 4 / copy / 1e9,
-    }
-
-
-def embeddings_of(model: torch.nn.Module, tokenizer, fasta: Path, budget: int) -> torch.Tensor:
-    loaded = prepare_model(model, tokenizer, model_id="random ESM2")
-    return torch.stack(extract_fast_esm(fasta, model=loaded, toks_per_batch=budget)[1])
-
-
-def step_fidelity(models: dict, tokenizer, fasta: Path, n: int) -> dict:
-    """fp16 and bf16 embeddings against fp32 ones of the same weights and records."""
-    reference = embeddings_of(models["float32"], tokenizer, fasta, 2048).double()  # (n, d)
-    result = {
-        "records": n,
-        "reference": "float32 on the same device",
-        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-        "mean_abs_reference": float(reference.abs().mean()),
-    }
-    for name in ("float16", "bfloat16"):
-        other = embeddings_of(models[name], tokenizer, fasta, 2048).double()
-        cosine = torch.nn.functional.cosine_similarity(other, reference, dim=1)  # (n,)
-        relative = (other - reference).norm(dim=1) / reference.norm(dim=1)  # (n,)
-        result[name] = {
-            "min_cosine": float(cosine.min()),
-            "mean_cosine": float(cosine.mean()),
-            "max_abs_diff": float((other - reference).abs().max()),
-            "max_relative_l2": float(relative.max()),
-        }
-        print(
-            f"  {name} vs float32: min cosine {cosine.min():.6f}, max abs diff "
-            f"{(other - reference).abs().max():.3e}",
-            flush=True,
-        )
-    return result
-
-
-def step_attention(model: torch.nn.Module, tokenizer, fasta: Path) -> dict:
-    """SDPA operators dispatched by one extraction with the FastESM2_650-shaped model."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        embeddings_of(model, tokenizer, fasta, 2048)
-    ops = Counter(e.name for e in profiler.events() if "scaled_dot_product" in e.name)
-    return {"ops": dict(ops), "math_fallback": ops["aten::_scaled_dot_product_attention_math"]}
 
 
 # --------------------------------------------------------------------------- main
@@ -269,6 +100,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def settings_of(args: argparse.Namespace, cuda: bool) -> dict:
+    """What this run does, with the smoke defaults where --smoke is given."""
+    smoke = args.smoke
+    budgets = args.budgets or ("256,512" if smoke else ",".join(map(str, GPU_BUDGETS)))
+    return {
+        "smoke": smoke,
+        "files": args.files,
+        "records": args.records or (200 if smoke else 10_000),
+        "repeats": args.repeats or (1 if smoke else 2),
+        "budgets": [int(budget) for budget in budgets.split(",")],
+        "fidelity_records": args.fidelity_records or (40 if smoke else 1_000),
+        "deadline_s": args.deadline,
+        "model": vars(SMOKE_SHAPE if smoke else FASTESM2_650)
+        | {"dtype": "float16" if cuda else "float32"},
+        "steps": args.steps.split(","),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     args = parse_args(argv)
@@ -289,28 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     device = torch.device("cuda" if cuda else "cpu")
-    shape = SMOKE_SHAPE if args.smoke else ModelShape()
-    budgets = (
-        [int(b) for b in args.budgets.split(",")]
-        if args.budgets
-        else ([256, 512] if args.smoke else list(GPU_BUDGETS))
-    )
-    settings = {
-        "smoke": args.smoke,
-        "files": args.files,
-        "records": args.records or (200 if args.smoke else 10_000),
-        "repeats": args.repeats or (1 if args.smoke else 2),
-        "budgets": budgets,
-        "fidelity_records": args.fidelity_records or (40 if args.smoke else 1_000),
-        "deadline_s": args.deadline,
-        "model": vars(shape) | {"dtype": "float16" if cuda else "float32"},
-        "steps": args.steps.split(","),
-    }
+    settings = settings_of(args, cuda)
+    shape = SMOKE_SHAPE if args.smoke else FASTESM2_650
+    budgets = settings["budgets"]
     args.out.mkdir(parents=True, exist_ok=True)
-    env = environment(device)
+    env = environment(device) | {"command": " ".join(sys.argv)}
     report = Report(args.out, env, settings)
     deadline = Deadline(args.deadline - (time.monotonic() - started))
-    peaks = {"datasheet": args.peak_tflops or datasheet_peak(env)}
+    peaks = {"datasheet": args.peak_tflops or datasheet_peak(env.get("gpu", ""))}
     models: dict[str, torch.nn.Module] = {}
     ok = True
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as temp:
@@ -339,7 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report.flush()
 
             return run_gpu_benchmark(
-                model,
                 loaded,
                 tokenizer,
                 files=settings["files"],

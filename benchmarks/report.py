@@ -1,6 +1,9 @@
-"""Benchmark records -> markdown: the GPU section of BENCHMARKS.md from gpu_check's JSON.
+"""Benchmark records -> BENCHMARKS.md sections: the one place that formats measurements.
 
-python3 benchmarks/report.py --gpu-json "$OUT/gpu_check.json"   # rewrites the gpu section
+Each section sits between `<!-- BEGIN bench:MODE -->` and `<!-- END bench:MODE -->`; writing one
+replaces only that section, so the other recorded numbers stay as they are.
+
+    python3 benchmarks/report.py --gpu-json "$OUT/gpu_check.json"   # gpu_check -> section (d)
 """
 
 from __future__ import annotations
@@ -11,13 +14,26 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-GPU_TARGETS = {"vs_floor_2048": 1.10, "records_per_s": 2_500.0, "fp16_min_cosine": 0.9999}
-FLOP_FORMULA = (
-    "forward FLOPs of the padded batches: 2 x non-embedding parameters per token, plus "
-    "4 x layers x hidden x width per token for QK^T and AV"
-)
+from harness import QUIET_LOAD, Agreement, Timing
+from machine import REPO_ROOT, machine_line
+
+if TYPE_CHECKING:
+    from modes import ModeResult
+
+TARGETS = {
+    "host_rate": 10_000.0,
+    "host_speedup": 5.0,
+    "simulated": 1.25,
+    "cpu-model": 1.03,
+}
+TITLES = {
+    "host": "(a) Host side: stand-in model, no compute, one torch thread",
+    "simulated": "(b) Simulated device: stand-in sleeps 2 us per padded token",
+    "cpu-model": "(c) CPU end-to-end: small real ESM2 (random weights) vs the pure forward time",
+    "workers": "Workers: one process vs one worker process per device",
+}
 
 
 def yes_no(ok: bool) -> str:
@@ -37,168 +53,122 @@ def update_markdown(path: Path, mode: str, lines: list[str]) -> None:
     path.write_text(text)
 
 
-def step(check: dict, name: str) -> tuple[dict | None, list[str]]:
-    """A step's result, or the line saying why there is none."""
-    entry = check.get("steps", {}).get(name)
-    if entry is None:
-        return None, [f"- {name}: not run."]
-    if entry.get("status") not in ("ok", "running"):
-        return None, [f"- {name}: **{entry.get('status')}**: {entry.get('error', '')}"]
-    return entry.get("result"), []
-
-
-def render_environment(check: dict) -> list[str]:
-    env, settings = check.get("environment", {}), check.get("settings", {})
-    model = settings.get("model", {})
+def header(title: str, environment: dict, settings: str) -> list[str]:
     return [
-        f"- Measured: {env.get('date')}; `{env.get('command')}`"
-        + (f"; {check['total_s']:.0f} s in all" if "total_s" in check else ""),
-        f"- Machine: GPU {env.get('gpu', 'none')} ({env.get('gpu_memory_gib', '?')} GiB, "
-        f"{env.get('multiprocessors', '?')} SMs, nvidia-smi: {env.get('nvidia_smi', '?')}); "
-        f"{env.get('cpu_cores')} CPU cores; torch {env.get('torch')} (CUDA {env.get('cuda')}, "
-        f"cuDNN {env.get('cudnn')}); transformers {env.get('transformers')}; Python "
-        f"{env.get('python')}; fastesm-extract ({env.get('source')})",
-        f"- Model: transformers `EsmModel` {model.get('layers')} layers x {model.get('hidden')}, "
-        f"{model.get('heads')} heads, intermediate {model.get('intermediate')}, rotary, "
-        f"{model.get('dtype')}, SDPA, random weights (FastESM2_650's shape)"
-        + (" - SMOKE RUN, not a measurement" if settings.get("smoke") else ""),
-    ]
-
-
-def render_tests(check: dict) -> list[str]:
-    result, missing = step(check, "tests")
-    if result is None:
-        return missing
-    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result["counts"].items()))
-    lines = [f"- `pytest tests/test_cuda.py`: {counts} (exit {result['exit_code']})."]
-    for case in result["cases"]:
-        if case["outcome"] in ("failed", "error"):
-            lines.append(f"  - {case['name']}: {case['outcome']}: {case['message']}")
-        for key, value in case["properties"].items():
-            lines.append(f"  - {case['name']}: `{key}` = {value}")
-    return lines
-
-
-def render_ceilings(check: dict) -> list[str]:
-    result, missing = step(check, "ceilings")
-    if result is None:
-        return missing
-    return [
-        f"- Ceilings measured on the card: {result['matmul_dtype']} matrix product "
-        f"{result['matmul_n']}^3 on random data {result['matmul_tflops']:.0f} TFLOP/s; "
-        f"device-to-device copy {result['copy_gb_s']:,.0f} GB/s (bytes read + written)."
-    ]
-
-
-def render_fidelity(check: dict) -> list[str]:
-    result, missing = step(check, "fidelity")
-    if result is None:
-        return missing
-    lines = [
-        f"- Fidelity: {result['records']:,} records through `extract_fast_esm`, against "
-        f"{result['reference']} (TF32 matmul {'on' if result['tf32_matmul'] else 'off'}; "
-        f"mean |embedding| {result['mean_abs_reference']:.3g}):",
+        f"### {title}",
         "",
-        "| dtype | min cosine | mean cosine | max abs diff | max relative L2 |",
-        "|---|---:|---:|---:|---:|",
+        f"- Measured: {environment['date']}",
+        f"- Machine: {machine_line(environment)}",
+        f"- Settings: {settings}",
+        "",
     ]
-    for name in ("float16", "bfloat16"):
-        row = result[name]
+
+
+def agreement_line(agreement: Agreement) -> str:
+    if agreement.error:
+        return f"- Outputs: ours' files could not be compared: {agreement.error}."
+    return (
+        f"- Outputs: ours' files load with `weights_only=True`; {agreement.records:,} records, "
+        f"IDs {'identical' if agreement.proteins_equal else 'DIFFERENT'} to the baseline's, "
+        f"max abs difference of embeddings {agreement.max_abs_diff:.2e}."
+    )
+
+
+def noise_note(timings: dict[str, Timing]) -> list[str]:
+    """A line explaining the `*` marks, when a run has one."""
+    if all(load < QUIET_LOAD for t in timings.values() for load in t.loads):
+        return []
+    return [
+        f"- `*`: other processes used >= {100 * QUIET_LOAD:.0f}% of the CPU during that run "
+        "(shared machine); best and median use the unmarked runs when there are any."
+    ]
+
+
+def render_host(result: ModeResult) -> list[str]:
+    timings, n = result.timings, result.n_records
+    base, ours = timings["baseline"], timings["ours"]
+    rate = {name: n / t.best for name, t in timings.items()}
+    speedup = rate["ours"] / rate["baseline"]
+    met = rate["ours"] >= TARGETS["host_rate"] and speedup >= TARGETS["host_speedup"]
+    lines = [
+        "| variant | best s | records/s | us/record | vs baseline | runs (s) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, timing in (("baseline", base), ("ours", ours)):
         lines.append(
-            f"| {name} | {row['min_cosine']:.6f} | {row['mean_cosine']:.6f} | "
-            f"{row['max_abs_diff']:.2e} | {row['max_relative_l2']:.2e} |"
+            f"| {name} | {timing.best:.3f} | {rate[name]:,.0f} | "
+            f"{1e6 / rate[name]:.1f} | {rate[name] / rate['baseline']:.2f}x | "
+            f"{timing.runs_text()} |"
         )
-    cosine = result["float16"]["min_cosine"]
-    target = GPU_TARGETS["fp16_min_cosine"]
     return lines + [
         "",
-        f"- Target: minimum cosine fp16 vs fp32 >= {target}: {cosine:.6f}: met "
-        f"{yes_no(cosine >= target)}.",
+        f"- Target: ours >= {TARGETS['host_rate']:,.0f} records/s and >= "
+        f"{TARGETS['host_speedup']:.0f}x baseline: {rate['ours']:,.0f} records/s, "
+        f"{speedup:.2f}x: met {yes_no(met)} (median runs: "
+        f"{n / ours.median:,.0f} records/s, {base.median / ours.median:.2f}x).",
     ]
 
 
-def render_attention(check: dict) -> list[str]:
-    result, missing = step(check, "attention")
-    if result is None:
-        return missing
-    ops = ", ".join(f"`{name}` x {n}" for name, n in sorted(result["ops"].items()))
-    return [f"- Attention dispatched (profiler, one fidelity extraction, fp16): {ops}."]
-
-
-def render_bench(check: dict) -> list[str]:
-    result, missing = step(check, "bench")
-    if result is None:
-        return missing
-    peaks = result["peaks_tflops"]
-    peak_text = "; ".join(f"{key} {value:.0f} TFLOP/s" for key, value in peaks.items() if value)
+def render_simulated(result: ModeResult) -> list[str]:
+    timings = result.timings
+    ratio = {name: t.best / t.best_extra for name, t in timings.items()}
     lines = [
-        f"- Workload: {result['files']} file(s) x {result['records_per_file']:,} proteins, "
-        f"lengths uniform 99-166, seed {result['seed']}; best of up to "
-        f"{result['repeats_asked']} interleaved runs per variant.",
-        f"- MFU = {FLOP_FORMULA} / time / peak ({peak_text or 'no peak known'}). tokens/s counts "
-        "<cls>/<eos>, not padding. Peak mem = `torch.cuda.max_memory_allocated` in the run; "
-        "CPU s = this process's CPU time in the run (all threads).",
-        "",
-        "| toks_per_batch | variant | best s | records/s | tokens/s | TFLOP/s | MFU "
-        "| peak mem GiB | CPU s | vs floor | runs (s) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| variant | best s | device s (sum of sleeps) | end-to-end / device | records/s "
+        "| runs (s) |",
+        "|---|---:|---:|---:|---:|---|",
     ]
-    notes = []
-    best_rate = 0.0
-    for budget in result["budgets"]:
-        for name, v in budget["variants"].items():
-            mfu = "/".join(f"{100 * m:.1f}%" for m in v["mfu"].values()) or "n/a"
-            ratio = f"{v['vs_floor']:.3f}x" if v["vs_floor"] else "n/a"
-            lines.append(
-                f"| {budget['toks_per_batch']} | {name} | {v['best_s']:.3f} | "
-                f"{v['records_per_s']:,.0f} | {v['tokens_per_s']:,.0f} | {v['tflops']:.0f} | "
-                f"{mfu} | {v['peak_gib']:.2f} | {v['cpu_s']:.1f} | {ratio} | "
-                f"{', '.join(f'{s:.3f}' for s in v['runs_s'])} |"
-            )
-            if name == "ours":
-                best_rate = max(best_rate, v["records_per_s"])
-        agreement = budget.get("agreement") or {}
-        agreement_text = (
-            f"ours vs baseline: {agreement['records']:,} records, IDs "
-            f"{'identical' if agreement['proteins_equal'] else 'DIFFERENT'}, max abs diff "
-            f"{agreement['max_abs_diff']:.2e}"
-            if "records" in agreement
-            else f"ours vs baseline: {agreement.get('error', 'not compared')}"
+    for name, timing in timings.items():
+        lines.append(
+            f"| {name} | {timing.best:.3f} | {timing.best_extra:.3f} | {ratio[name]:.3f}x | "
+            f"{result.n_records / timing.best:,.0f} | {timing.runs_text()} |"
         )
-        notes.append(
-            f"- toks_per_batch {budget['toks_per_batch']}: {budget['batches']:,} batches, "
-            f"{budget['real_tokens']:,} tokens ({budget['padded_tokens']:,} padded), "
-            f"{budget['flops'] / 1e12:,.0f} TFLOP; {agreement_text}."
-        )
-        ours = budget["variants"].get("ours", {})
-        if budget["toks_per_batch"] == 2048 and ours.get("vs_floor"):
-            target = GPU_TARGETS["vs_floor_2048"]
-            notes.append(
-                f"- Target: ours <= {target:.2f}x the floor at 2048: {ours['vs_floor']:.3f}x: "
-                f"met {yes_no(ours['vs_floor'] <= target)}."
-            )
-    if result["budgets"]:
-        target = GPU_TARGETS["records_per_s"]
-        notes.append(
-            f"- Target: ours >= {target:,.0f} records/s at the best budget: {best_rate:,.0f}: "
-            f"met {yes_no(best_rate >= target)}."
-        )
-    if result["skipped_budgets"]:
-        notes.append(f"- Skipped for time: toks_per_batch {result['skipped_budgets']}.")
-    if len(peaks) > 1:
-        notes.append(f"- MFU columns: against {' / '.join(peaks)} peak.")
-    return lines + ["", *notes]
+    ours = timings["ours"]
+    return lines + [
+        "",
+        f"- Target: ours <= {TARGETS['simulated']:.2f}x the simulated device time: "
+        f"{ratio['ours']:.3f}x: met {yes_no(ratio['ours'] <= TARGETS['simulated'])} "
+        f"(median run: {ours.median / ours.best_extra:.3f}x).",
+    ]
 
 
-def render_gpu(check: dict) -> list[str]:
-    """The GPU section: environment, tests, ceilings, fidelity, attention, benchmark."""
-    lines = ["### (d) GPU: FastESM2_650-shaped model, random weights (benchmarks/gpu_check.py)"]
-    lines += ["", *render_environment(check), ""]
-    lines += ["#### Benchmark", "", *render_bench(check), ""]
-    lines += ["#### Fidelity, attention, ceilings, tests", ""]
-    lines += [*render_fidelity(check), *render_attention(check), *render_ceilings(check)]
-    lines += render_tests(check)
-    return lines
+def render_cpu_model(result: ModeResult) -> list[str]:
+    timings = result.timings
+    floor = timings["floor"].best
+    lines = ["| variant | best s | records/s | vs floor | runs (s) |", "|---|---:|---:|---:|---|"]
+    for name, timing in timings.items():
+        lines.append(
+            f"| {name} | {timing.best:.3f} | {result.n_records / timing.best:,.0f} | "
+            f"{timing.best / floor:.3f}x | {timing.runs_text()} |"
+        )
+    ratio = timings["ours"].best / floor
+    return lines + [
+        "",
+        f"- Target: ours <= {TARGETS['cpu-model']:.2f}x the floor: {ratio:.3f}x: met "
+        f"{yes_no(ratio <= TARGETS['cpu-model'])} (median runs: "
+        f"{timings['ours'].median / timings['floor'].median:.3f}x).",
+    ]
+
+
+RENDERERS = {"host": render_host, "simulated": render_simulated, "cpu-model": render_cpu_model}
+
+
+def render(result: ModeResult) -> list[str]:
+    """A CPU mode's section: header, table, target, output agreement, noise note."""
+    lines = header(TITLES[result.mode], result.environment, result.settings)
+    lines += RENDERERS[result.mode](result)
+    return lines + [agreement_line(result.agreement), *noise_note(result.timings)]
+
+
+def render_workers(record: dict) -> list[str]:
+    """bench_workers' record: one process against one worker process per device."""
+    lines = header(TITLES["workers"], record["environment"], record["settings"])
+    lines += ["| variant | best s | records/s | runs (s) |", "|---|---:|---:|---|"]
+    for name, runs in record["times"].items():
+        best = min(runs)
+        shown = ", ".join(f"{run:.2f}" for run in runs)
+        lines.append(f"| {name} | {best:.2f} | {record['records'] / best:,.0f} | {shown} |")
+    identical = "yes" if record["identical"] else "NO"
+    return lines + ["", f"- Outputs bitwise identical between the two: {identical}."]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,8 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gpu-json", type=Path, required=True, help="gpu_check.json")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
-    lines = render_gpu(json.loads(args.gpu_json.read_text()))
-    update_markdown(args.output, "gpu", lines)
+    from report_gpu import render_gpu  # here: report_gpu imports this module's helpers
+
+    update_markdown(args.output, "gpu", render_gpu(json.loads(args.gpu_json.read_text())))
     print(f"{args.output}: gpu section rewritten from {args.gpu_json}")
     return 0
 

@@ -11,7 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_extract  # noqa: E402
 import gpu_check  # noqa: E402
-from report import render_gpu  # noqa: E402
+import report  # noqa: E402
+from report_gpu import render_gpu  # noqa: E402
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
 
@@ -59,6 +60,17 @@ def test_gpu_check_smoke_run_writes_every_step_and_renders(tmp_path, one_torch_t
     assert check["steps"]["attention"]["result"]["ops"]["aten::scaled_dot_product_attention"] > 0
     markdown = (out / "gpu_check.md").read_text()
     assert "| 600 | ours |" in markdown and "SMOKE RUN" in markdown
+    # One command puts it into BENCHMARKS.md: only the gpu section changes.
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    original = (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").read_text()
+    benchmarks.write_text(original)
+    render_args = ["--gpu-json", str(out / "gpu_check.json"), "--output", str(benchmarks)]
+    assert report.main(render_args) == 0
+    begin, end = "<!-- BEGIN bench:gpu -->\n", "<!-- END bench:gpu -->"
+    written = benchmarks.read_text()
+    assert written.split(begin)[1].split(end)[0] == markdown
+    assert written.split(begin)[0] == original.split(begin)[0]
+    assert written.split(end)[1] == original.split(end)[1]
 
 
 def test_report_names_a_failed_step_and_keeps_the_others():
@@ -80,3 +92,22 @@ def test_report_names_a_failed_step_and_keeps_the_others():
     assert "- bench: **error**: OutOfMemoryError: CUDA out of memory" in text
     assert "8192^3 on random data 750 TFLOP/s" in text
     assert "- fidelity: not run." in text
+
+
+def test_benchmark_gpu_mode_renders_only_the_benchmark(tmp_path, one_torch_thread):
+    import gpu_bench
+    from modes import Options
+    from workload import write_tokenizer
+
+    options = Options(files=1, records=30, repeats=1, toks_per_batch=0, seed=0, scratch=tmp_path)
+    check = gpu_bench.run_gpu_mode(
+        options,
+        write_tokenizer(tmp_path / "tokenizer"),
+        device=torch.device("cpu"),
+        shape=gpu_check.SMOKE_SHAPE,
+        budgets=[300],
+    )
+    (budget,) = check["steps"]["bench"]["result"]["budgets"]
+    assert budget["agreement"]["records"] == 30 and budget["agreement"]["max_abs_diff"] < 1e-5
+    text = "\n".join(render_gpu(check))
+    assert "| 300 | floor |" in text and "Fidelity" not in text and "not run" not in text
