@@ -79,7 +79,7 @@ def step_ceilings(device: torch.device, smoke: bool) -> dict:
     n = 512 if smoke else 8192
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    source = torch.randn((2**20 if smoke else 2**29) // 4, device=device)  # 2 GiB on the GPU
+    source = torch.randn((2**20 if smoke else 2**29) // 4, device=device)  # 512 MiB: 10x the L2
     target = torch.empty_like(source)
 
     def seconds_per(action: Callable[[], object], repeats: int) -> float:
