@@ -125,7 +125,7 @@ def extract_fast_esm(
         manifest = build_manifest(
             provenance,
             job.fasta,
-            sha256_of(job.fasta),
+            prepared.contents.sha256,
             prepared.contents.n_read,
             len(proteins),
             failed_ids,

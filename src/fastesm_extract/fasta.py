@@ -6,9 +6,13 @@ or is not FASTA at all raises `FastaError`.
 
 from __future__ import annotations
 
-import gzip
+import contextlib
+import hashlib
+import io
+import itertools
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -17,6 +21,8 @@ from .failures import RecordFailure
 
 FASTA_SUFFIXES = (".fa", ".faa", ".fasta")
 _GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+_BLOCK = 1 << 20
 _WHITESPACE = b" \t\r\n\x0b\x0c"
 # After upper-casing, every letter is accepted (letters outside the ESM vocabulary become
 # <unk>, as in EsmTokenizer); '-' and '.' are ESM tokens. Anything else fails the record.
@@ -43,6 +49,7 @@ class FastaContents:
     records: list[ProteinRecord]
     failures: list[RecordFailure]
     duplicate_ids: list[str] = field(default_factory=list)
+    sha256: str = ""  # of the file's bytes as stored, hashed while they were read
 
     @property
     def n_read(self) -> int:
@@ -67,26 +74,101 @@ def is_fasta_name(path: Path) -> bool:
     return name.endswith(FASTA_SUFFIXES)
 
 
-def open_fasta_stream(path: str | Path) -> BinaryIO:
-    """`path` opened for streaming bytes, gunzipped when it is gzip (detected by content)."""
-    with open(path, "rb") as probe:
-        is_gzip = probe.read(2) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if is_gzip else open(path, "rb")  # type: ignore[return-value]
+class FastaReader:
+    """The one FASTA reader of the package: `extract`, `split` and `verify` all read with it.
+
+    Iterating yields the text of each record in file order, from after its `>` to before the
+    next header line, with every line end (LF, CRLF or CR, mixed too) made LF and a leading
+    UTF-8 BOM dropped. A header is a line that starts with `>`, so records read always equal
+    header lines. The file is read once, as a stream (a pipe such as `/dev/stdin` works), and
+    gunzipped when it is gzip (detected by content). After iteration, `preamble` holds the
+    text before the first header and `sha256` the hash of the bytes read from disk.
+    Raises `FastaError` when the file cannot be read or its gzip data is damaged.
+    """
+
+    def __init__(self, path: str | Path, source: BinaryIO | None = None) -> None:
+        self.path = Path(path)
+        self._source = source
+        self._digest = hashlib.sha256()
+        self.preamble = b""
+        self.sha256 = ""
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = b"\n"  # a line end before the file: the first header is found like the others
+        started = False
+        try:
+            for block in _normalized_line_ends(self._decoded_blocks()):
+                pending += block
+                pieces = pending.split(b"\n>")
+                pending = pieces.pop()
+                if pieces and not started:
+                    self.preamble, started = pieces.pop(0)[1:], True
+                yield from pieces
+        except OSError as error:
+            raise FastaError(f"cannot read {self.path}: {error.strerror or error}") from error
+        except (EOFError, zlib.error) as error:
+            raise FastaError(f"{self.path} is a damaged or truncated gzip file: {error}") from error
+        if started:
+            yield pending
+        else:
+            self.preamble = pending[1:]
+        self.sha256 = self._digest.hexdigest()
+
+    def _raw_blocks(self) -> Iterator[bytes]:
+        """The bytes as stored, in blocks, each hashed as it is read."""
+        with contextlib.ExitStack() as stack:
+            source = self._source or stack.enter_context(open(self.path, "rb"))
+            while block := source.read(_BLOCK):
+                self._digest.update(block)
+                yield block
+
+    def _decoded_blocks(self) -> Iterator[bytes]:
+        """The file's bytes, gunzipped (all members, as `gzip` does) when it starts as gzip."""
+        blocks = self._raw_blocks()
+        head = b""
+        for block in blocks:  # a pipe may hand over fewer bytes than the gzip magic
+            head += block
+            if len(head) >= len(_GZIP_MAGIC):
+                break
+        if not head.startswith(_GZIP_MAGIC):
+            yield head
+            yield from blocks
+            return
+        decompressor, fed = zlib.decompressobj(wbits=31), False
+        for block in itertools.chain([head], blocks):
+            while block:
+                if not fed:  # between members, gzip allows zero padding
+                    block = block.lstrip(b"\0")
+                    if not block:
+                        break
+                yield decompressor.decompress(block)
+                fed = True
+                if decompressor.eof:  # the next member, if any, starts in the unused data
+                    block, fed = decompressor.unused_data, False
+                    decompressor = zlib.decompressobj(wbits=31)
+                else:
+                    block = b""
+        if fed:
+            raise EOFError("the compressed data ends early")
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it is gzip (detected by content, not by name)."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError as error:
-        raise FastaError(f"cannot read {path}: {error.strerror or error}") from error
-    if not raw.startswith(_GZIP_MAGIC):
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as error:
-        raise FastaError(f"{path} is a damaged or truncated gzip file: {error}") from error
+def _normalized_line_ends(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """LF, CRLF and CR line ends all become LF; a UTF-8 BOM at the start is dropped."""
+    carry = b""  # a CR at the end of a block may be the first half of a CRLF
+    first = True
+    for block in blocks:
+        block = carry + block
+        if first:
+            if len(block) < len(_BOM) and _BOM.startswith(block):
+                carry = block  # too short to tell yet
+                continue
+            block, first = block.removeprefix(_BOM), False
+        carry = b"\r" if block.endswith(b"\r") else b""
+        if carry:
+            block = block[:-1]
+        yield block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if carry:
+        yield b"\n" if not first else carry
 
 
 def clean_sequence(raw: bytes) -> bytes:
@@ -105,17 +187,11 @@ def _check_record(record_id: str, sequence: bytes) -> RecordFailure | None:
     return None
 
 
-def parse_fasta(data: bytes, path: Path) -> FastaContents:
-    """Parse FASTA bytes into records and per-record failures, in file order."""
-    body = data.lstrip()
-    if not body:
-        raise FastaError(f"{path} is empty: no FASTA records")
-    if not body.startswith(b">"):
-        raise FastaError(f"{path} is not FASTA: the first non-blank line does not start with '>'")
+def _parse_records(chunks: Iterable[bytes]) -> tuple[list[ProteinRecord], list[RecordFailure]]:
+    """Records and per-record failures from the record texts of a `FastaReader`."""
     records: list[ProteinRecord] = []
     failures: list[RecordFailure] = []
-    # Splitting on "\n>" keeps the parse in C; '\r' left by CRLF files is removed as whitespace.
-    for chunk in (b"\n" + body).split(b"\n>")[1:]:
+    for chunk in chunks:
         header, _, raw_sequence = chunk.partition(b"\n")
         words = header.split(None, 1)
         try:
@@ -135,12 +211,31 @@ def parse_fasta(data: bytes, path: Path) -> FastaContents:
             records.append(ProteinRecord(record_id, sequence))
         else:
             failures.append(failure)
+    return records, failures
+
+
+def _read(reader: FastaReader) -> FastaContents:
+    records, failures = _parse_records(reader)
+    path = reader.path
+    if not records and not failures:
+        if reader.preamble.strip():
+            raise FastaError(f"{path} is not FASTA: no line starts with '>'")
+        raise FastaError(f"{path} is empty: no FASTA records")
+    if reader.preamble.strip():
+        raise FastaError(f"{path} is not FASTA: the first non-blank line does not start with '>'")
     counts = Counter(record.id for record in records)
     duplicates = [record_id for record_id, count in counts.items() if count > 1]
-    return FastaContents(path, records, failures, duplicates)
+    return FastaContents(path, records, failures, duplicates, reader.sha256)
+
+
+def parse_fasta(data: bytes, path: Path) -> FastaContents:
+    """Parse FASTA bytes (plain or gzip) into records and per-record failures, in file order."""
+    return _read(FastaReader(path, io.BytesIO(data)))
 
 
 def read_fasta(path: str | Path) -> FastaContents:
-    """Read one FASTA file (plain or gzip). Raises `FastaError` when the file is unusable."""
-    path = Path(path)
-    return parse_fasta(read_bytes(path), path)
+    """Read one FASTA file (plain or gzip) in one pass, hashing it on the way.
+
+    Raises `FastaError` when the file is unusable.
+    """
+    return _read(FastaReader(path))

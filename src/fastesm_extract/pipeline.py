@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -150,11 +152,29 @@ def refuse_unknown_letters(contents: FastaContents, alphabet: EsmAlphabet) -> Fa
     return dataclasses.replace(contents, records=kept, failures=failures)
 
 
-def prepare_file(job: FileJob, loaded: LoadedModel, settings: ExtractionSettings) -> PreparedFile:
-    """Read, tokenize and batch one FASTA file. Raises `FastaError` for an unusable file."""
-    contents = refuse_unknown_letters(read_fasta(job.fasta), loaded.alphabet)
+class NoUsableRecordsError(FastaError):
+    """Every record of the file failed; `contents` holds their failures."""
+
+    def __init__(self, contents: FastaContents) -> None:
+        super().__init__(f"{contents.path} has no usable records ({len(contents.failures)} failed)")
+        self.contents = contents
+
+
+def prepare_file(
+    job: FileJob,
+    loaded: LoadedModel,
+    settings: ExtractionSettings,
+    contents: FastaContents | None = None,
+) -> PreparedFile:
+    """Read (unless `contents` is given), tokenize and batch one FASTA file.
+
+    Raises `FastaError` for an unusable file (`NoUsableRecordsError` when every record failed).
+    """
+    if contents is None:
+        contents = read_fasta(job.fasta)
+    contents = refuse_unknown_letters(contents, loaded.alphabet)
     if not contents.records:
-        raise FastaError(f"{job.fasta} has no usable records ({len(contents.failures)} failed)")
+        raise NoUsableRecordsError(contents)
     full = loaded.alphabet.encode([record.sequence for record in contents.records])
     limit = settings.truncation_seq_length
     n_truncated = sum(len(tokens) > limit for tokens in full)
@@ -165,7 +185,7 @@ def prepare_file(job: FileJob, loaded: LoadedModel, settings: ExtractionSettings
     batches = [collate(loaded.alphabet, tokens, rows) for rows in groups]
     if loaded.device.type == "cuda":
         batches = [batch.pin_memory() for batch in batches]
-    return PreparedFile(job, contents, tokens, batches, n_truncated)
+    return PreparedFile(job, contents, tokens, batches, n_truncated, contents.sha256)
 
 
 def compute_file(
@@ -241,6 +261,15 @@ def assemble_output(
     if problems:
         raise OutputError(f"{computed.prepared.job.fasta}: " + "; ".join(problems))
     return proteins, embeddings_from_block(block), failures
+
+
+def can_skip_reading(job: FileJob) -> bool:
+    """True when the input may be hashed alone first: an output exists that may be
+    finished, and the input is a regular file that can be read twice (not a pipe)."""
+    try:
+        return job.output.exists() and stat.S_ISREG(os.stat(job.fasta).st_mode)
+    except OSError:
+        return False
 
 
 def existing_output_is_valid(job: FileJob, hidden_size: int) -> bool:
@@ -322,11 +351,16 @@ class Extractor:
         started = utc_now()
         try:
             remove_leftover_temporaries(job.output)
-            input_sha256 = sha256_of(job.fasta)
+            # One read per input: hashed while parsed, unless only the hash may be needed.
+            contents = None if can_skip_reading(job) else read_fasta(job.fasta)
+            input_sha256 = contents.sha256 if contents else sha256_of(job.fasta)
             existing = self._existing_output_status(job, input_sha256)
             if existing is not None:
                 return existing
-            prepared = prepare_file(job, self.loaded, self.settings)
+            prepared = prepare_file(job, self.loaded, self.settings, contents)
+        except NoUsableRecordsError as error:
+            self.failure_log.record_many(job.fasta, error.contents.failures)
+            return self._file_failed(job, "unreadable_file", str(error), error.contents.n_read)
         except FastaError as error:
             return self._file_failed(job, "unreadable_file", str(error))
         except OSError as error:

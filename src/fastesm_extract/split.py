@@ -4,7 +4,8 @@ Parts are cut as VirNucPro's `split_fasta_file()` cuts them: records are counted
 header lines and the k-th record (from 0) goes to part `k // N + 1`; lines before the first
 header are dropped. Splitting the protein and the nucleotide file with the same N therefore
 gives parts that pair by name (`output_3_ESM.pt` with `output_3_DNABERT_S.pt`). Records are
-copied byte for byte.
+copied as Python's text mode copies them: every line end (LF, CRLF, CR) becomes LF; a leading
+UTF-8 BOM is not part of the first header.
 
 The input is streamed, so memory holds about one part. Parts go to `OUTDIR/parts/` and are
 embedded into `OUTDIR/output_K_ESM.pt` by the usual many-files pipeline, so each part is
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import re
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .api import extract_files
-from .fasta import FastaError, open_fasta_stream
+from .fasta import FastaError, FastaReader
 from .jobs import InputError
 from .model import DEFAULT_MODEL, LoadedModel, load_model
 from .pipeline import RunSummary
@@ -70,30 +70,26 @@ def _numbered(folder: Path, pattern: re.Pattern, above: int) -> list[str]:
 def iter_parts(path: str | Path, records_per_part: int) -> Iterator[tuple[bytes, int]]:
     """Stream `(part bytes, record count)` for each part of `path` (plain or gzip).
 
+    Read with the package's one FASTA reader, so records are counted exactly as `extract`
+    counts them (LF, CRLF and CR line ends, a leading BOM ignored); part lines end in LF.
     Raises `FastaError` when the file cannot be read or has no header line at all.
     """
     if records_per_part < 1:
         raise ValueError("records_per_part must be positive")
-    path = Path(path)
-    lines: list[bytes] = []
-    count = 0  # records in the current part
-    started = False
-    try:
-        with open_fasta_stream(path) as handle:
-            for line in handle:
-                if line.startswith(b">"):
-                    if count == records_per_part:
-                        yield b"".join(lines), count
-                        lines, count = [], 0
-                    count += 1
-                    started = True
-                if started:  # lines before the first header are dropped, as in the original
-                    lines.append(line)
-    except (OSError, EOFError, zlib.error) as error:
-        raise FastaError(f"cannot read {path}: {error}") from error
-    if not started:
+    reader = FastaReader(path)
+    texts: list[bytes] = []
+    previous = None  # each record is written once the next one shows it is not the last
+    for record in reader:
+        if previous is not None:
+            texts.append(b">" + previous + b"\n")  # the line end the reader split on
+            if len(texts) == records_per_part:
+                yield b"".join(texts), len(texts)
+                texts = []
+        previous = record
+    if previous is None:
         raise FastaError(f"{path} is not FASTA: no line starts with '>'")
-    yield b"".join(lines), count
+    texts.append(b">" + previous)  # the last record ends as the file ends
+    yield b"".join(texts), len(texts)
 
 
 def split_fasta(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .fasta import FASTA_SUFFIXES, FastaError, read_fasta
-from .manifest import read_manifest, sha256_of
+from .manifest import read_manifest
 from .store import OUTPUT_SUFFIX, OutputError, load_embeddings
 
 
@@ -98,7 +98,7 @@ def verify_output(
             report.problems.append(
                 f"manifest says {records.get('embedded')} embedded, file has {len(proteins)}"
             )
-        if manifest.get("input", {}).get("sha256") != sha256_of(report.fasta):
+        if manifest.get("input", {}).get("sha256") != contents.sha256:
             report.problems.append("the FASTA changed since this output was made")
     expected = [record.id for record in contents.records if record.id not in failed]
     _compare_ids(report, proteins, expected, manifest)
