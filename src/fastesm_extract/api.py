@@ -11,7 +11,7 @@ import torch
 
 from .failures import FAILURE_LOG_NAME, FailureLog
 from .jobs import FileJob, check_writable, plan_jobs
-from .manifest import Provenance, build_manifest, sha256_of, utc_now, write_manifest
+from .manifest import Provenance, build_manifest, manifest_path, sha256_of, utc_now, write_manifest
 from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel, load_model, prepare_model
 from .parallel import (
     Shard,
@@ -31,6 +31,7 @@ from .pipeline import (
     prepare_file,
     warn_about_records,
 )
+from .same_file import refuse_writing_over_inputs
 from .store import load_embeddings, save_embeddings_atomic
 
 log = logging.getLogger("fastesm_extract")
@@ -105,10 +106,12 @@ def extract_fast_esm(
     skipped and appended to `failure_log` (default `./extraction_failures.log`); a file that
     cannot be read raises `FastaError`.
     """
+    log_path = Path(failure_log) if failure_log is not None else Path.cwd() / FAILURE_LOG_NAME
+    outputs = [out_file, manifest_path(out_file)] if out_file is not None else []
+    refuse_writing_over_inputs([fasta_file], [log_path, *outputs], "give another out_file")
     loaded = None if model is None else _as_loaded(model, tokenizer)
     started = utc_now()
     settings = ExtractionSettings(toks_per_batch, truncation_seq_length, overwrite, redo_stale)
-    log_path = Path(failure_log) if failure_log is not None else Path.cwd() / FAILURE_LOG_NAME
     job = FileJob(Path(fasta_file), Path(out_file) if out_file is not None else Path(""))
     if out_file is not None:
         finished = _finished_output(job, loaded, settings)
@@ -169,14 +172,19 @@ def extract_files(
     if devices is not None:
         devices = check_devices(list(devices))
     jobs = plan_jobs(list(inputs), output_dir)
+    default_log_dir = Path(output_dir) if output_dir is not None else Path.cwd()
+    log_path = Path(failure_log) if failure_log is not None else default_log_dir / FAILURE_LOG_NAME
+    refuse_writing_over_inputs(
+        [job.fasta for job in jobs],
+        [log_path, *(path for job in jobs for path in (job.output, manifest_path(job.output)))],
+        "choose another -o OUTDIR or --failure-log",
+    )
     if shard is not None:
         jobs = shard_jobs(jobs, shard)
         log.info(
             "shard %d/%d (%s): %d files", shard.index + 1, shard.count, shard.source, len(jobs)
         )
     check_writable(jobs)
-    default_log_dir = Path(output_dir) if output_dir is not None else Path.cwd()
-    log_path = Path(failure_log) if failure_log is not None else default_log_dir / FAILURE_LOG_NAME
     settings = ExtractionSettings(toks_per_batch, truncation_seq_length, overwrite, redo_stale)
     if devices is not None and len(devices) > 1:
         if not isinstance(model, str):

@@ -272,7 +272,7 @@ def run_merge(args: argparse.Namespace) -> int:
             return usage_error(f"{dnabert_s} is a folder, so ESM must be a folder too, not {esm}")
         try:
             outcomes = merge_folder(dnabert_s, esm, output, overwrite=args.overwrite, **options)
-        except MergeError as error:
+        except (MergeError, InputError) as error:
             return usage_error(str(error))
         print_merge_summary(outcomes)
         return EXIT_FAILURES if any(o.status == FAILED for o in outcomes) else EXIT_OK
@@ -285,6 +285,8 @@ def run_merge(args: argparse.Namespace) -> int:
         output = output / merge_name(dnabert_s)
     try:
         result = merge_files(dnabert_s, esm, output, **options)
+    except InputError as error:
+        return usage_error(str(error))
     except (MergeError, OSError) as error:
         print(f"fastesm-extract merge: error: {error}", file=sys.stderr)
         return EXIT_FAILURES

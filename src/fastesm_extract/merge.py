@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .pipeline import FAILED, SKIPPED, WRITTEN
+from .same_file import refuse_writing_over_inputs
 from .store import (
     OUTPUT_SUFFIX,
     OutputError,
@@ -269,7 +270,11 @@ def merge_files(
     allow_missing: bool = False,
     expect_dim: int | None = None,
 ) -> MergeResult:
-    """`merge_embeddings(...)`, then write the result to `out_path` atomically."""
+    """`merge_embeddings(...)`, then write the result to `out_path` atomically.
+
+    Raises `InputError` (nothing read or written) when `out_path` is one of the inputs.
+    """
+    refuse_writing_over_inputs([dnabert_s_path, esm_path], [out_path], "choose another -o")
     result = merge_embeddings(
         dnabert_s_path,
         esm_path,
@@ -330,7 +335,8 @@ def merge_folder(
     folder); outputs keep that layout under `out_dir`. Existing valid outputs are skipped
     unless `overwrite`. A pair that cannot be merged, or a file without its partner, is a
     FAILED outcome (unpaired files are SKIPPED with `allow_missing`); the others go on.
-    Raises `MergeError` when `dnabert_s_dir` holds no DNABERT-S files.
+    Raises `MergeError` when `dnabert_s_dir` holds no DNABERT-S files and `InputError`
+    (before anything is written) when a merged file would be one of the inputs.
     """
     dnabert_s_dir, out_dir = Path(dnabert_s_dir), Path(out_dir)
     esm_dir = Path(esm_dir) if esm_dir is not None else dnabert_s_dir
@@ -341,14 +347,20 @@ def merge_folder(
     dnabert_files = sorted(dnabert_s_dir.rglob(f"*{DNABERT_S_SUFFIX}"))
     if not dnabert_files:
         raise MergeError(f"{dnabert_s_dir} holds no *{DNABERT_S_SUFFIX} files")
-    unpaired_status = SKIPPED if allow_missing else FAILED
-    outcomes: list[MergeOutcome] = []
-    paired_esm: set[Path] = set()
+    esm_files = sorted(esm_dir.rglob(f"*{OUTPUT_SUFFIX}"))
+    planned = []  # (DNABERT-S file, its ESM partner, merged file)
     for dnabert_file in dnabert_files:
         relative = dnabert_file.parent.relative_to(dnabert_s_dir)
         stem = dnabert_file.name[: -len(DNABERT_S_SUFFIX)]
         esm_file = esm_dir / relative / f"{stem}{OUTPUT_SUFFIX}"
-        output = out_dir / relative / merge_name(dnabert_file)
+        planned.append((dnabert_file, esm_file, out_dir / relative / merge_name(dnabert_file)))
+    refuse_writing_over_inputs(
+        [*dnabert_files, *esm_files], [output for _, _, output in planned], "choose another -o"
+    )
+    unpaired_status = SKIPPED if allow_missing else FAILED
+    outcomes: list[MergeOutcome] = []
+    paired_esm: set[Path] = set()
+    for dnabert_file, esm_file, output in planned:
         if not esm_file.is_file():
             message = f"{dnabert_file} has no ESM partner {esm_file}"
             log.log(logging.WARNING if allow_missing else logging.ERROR, "%s", message)
@@ -374,7 +386,7 @@ def merge_folder(
             outcomes.append(MergeOutcome(output, FAILED, str(error), dnabert_file, esm_file))
             continue
         outcomes.append(MergeOutcome(output, WRITTEN, "", dnabert_file, esm_file, len(result.ids)))
-    for esm_file in sorted(esm_dir.rglob(f"*{OUTPUT_SUFFIX}")):
+    for esm_file in esm_files:
         if esm_file.resolve() not in paired_esm:
             relative = esm_file.parent.relative_to(esm_dir)
             stem = esm_file.name[: -len(OUTPUT_SUFFIX)]

@@ -25,10 +25,13 @@ from pathlib import Path
 import torch
 
 from .api import extract_files
+from .failures import FAILURE_LOG_NAME
 from .fasta import FastaError, FastaReader
 from .jobs import InputError
+from .manifest import manifest_path
 from .model import DEFAULT_MODEL, LoadedModel, load_model
 from .pipeline import RunSummary
+from .same_file import refuse_writing_over_inputs
 from .store import OUTPUT_SUFFIX, atomic_write
 
 log = logging.getLogger("fastesm_extract")
@@ -65,6 +68,19 @@ def _numbered(folder: Path, pattern: re.Pattern, above: int) -> list[str]:
         (int(m.group(1)), p.name) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))
     ]
     return [name for number, name in sorted(found) if number > above]
+
+
+def files_a_split_may_write(output_dir: Path) -> list[Path]:
+    """The part files and part outputs (with manifests) already in `output_dir`: a split
+    into `output_dir` may rewrite or delete any of them."""
+    parts_dir = output_dir / PARTS_FOLDER
+    parts = _numbered(parts_dir, _PART_NAME, 0) if parts_dir.is_dir() else []
+    outputs = _numbered(output_dir, _PART_OUTPUT_NAME, 0) if output_dir.is_dir() else []
+    return [
+        *(parts_dir / name for name in parts),
+        *(output_dir / name for name in outputs),
+        *(manifest_path(output_dir / name) for name in outputs),
+    ]
 
 
 def iter_parts(path: str | Path, records_per_part: int) -> Iterator[tuple[bytes, int]]:
@@ -157,6 +173,12 @@ def extract_split(
     fasta, output_dir = Path(fasta), Path(output_dir)
     if not fasta.is_file():
         raise InputError(f"{fasta} is not a file (--split-every takes one FASTA file)")
+    log_path = Path(failure_log) if failure_log is not None else output_dir / FAILURE_LOG_NAME
+    refuse_writing_over_inputs(
+        [fasta],
+        [log_path, *files_a_split_may_write(output_dir)],
+        f"split it into another folder than {output_dir}",
+    )
     if isinstance(model, str) and not (devices and len(devices) > 1):
         model = load_model(model, revision=revision, device=device, dtype=dtype)
 
