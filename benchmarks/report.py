@@ -4,6 +4,7 @@ Each section sits between `<!-- BEGIN bench:MODE -->` and `<!-- END bench:MODE -
 replaces only that section, so the other recorded numbers stay as they are.
 
     python3 benchmarks/report.py --gpu-json "$OUT/gpu_check.json"   # gpu_check -> section (d)
+    python3 benchmarks/report.py --diagnose-json "$OUT/gpu_diagnose.json"  # gpu_diagnose
 """
 
 from __future__ import annotations
@@ -173,13 +174,21 @@ def render_workers(record: dict) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gpu-json", type=Path, required=True, help="gpu_check.json")
+    parser.add_argument("--gpu-json", type=Path, help="gpu_check.json -> section (d)")
+    parser.add_argument("--diagnose-json", type=Path, help="gpu_diagnose.json -> its section")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
-    from report_gpu import render_gpu  # here: report_gpu imports this module's helpers
+    from report_gpu import render_diagnosis, render_gpu  # report_gpu imports this module
 
-    update_markdown(args.output, "gpu", render_gpu(json.loads(args.gpu_json.read_text())))
-    print(f"{args.output}: gpu section rewritten from {args.gpu_json}")
+    if args.gpu_json is None and args.diagnose_json is None:
+        parser.error("give --gpu-json and/or --diagnose-json")
+    if args.gpu_json is not None:
+        update_markdown(args.output, "gpu", render_gpu(json.loads(args.gpu_json.read_text())))
+        print(f"{args.output}: gpu section rewritten from {args.gpu_json}")
+    if args.diagnose_json is not None:
+        record = json.loads(args.diagnose_json.read_text())
+        update_markdown(args.output, "gpu-diagnosis", render_diagnosis(record))
+        print(f"{args.output}: gpu-diagnosis section rewritten from {args.diagnose_json}")
     return 0
 
 

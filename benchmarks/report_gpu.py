@@ -191,3 +191,56 @@ def render_gpu(check: dict) -> list[str]:
         for name in others:
             lines += STEP_RENDERERS[name](check)
     return lines
+
+
+def render_diagnosis(record: dict) -> list[str]:
+    """gpu_diagnose's record: what bounds the floor (section "(d) diagnosis")."""
+    env, steps = record.get("environment", {}), record.get("steps", {})
+    lines = [
+        "### (d) diagnosis: what bounds the GPU floor (benchmarks/gpu_diagnose.py)",
+        "",
+        f"- Measured: {env.get('date')}; GPU {env.get('gpu')}; torch {env.get('torch')}; "
+        f"transformers {env.get('transformers')}; same model and workload as (d).",
+        "",
+        "| floor at toks_per_batch | batches | records/s | TFLOP/s | runs (s) |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    for key in sorted((k for k in steps if k.startswith("floor_")), key=lambda k: int(k[6:])):
+        floor = steps[key]
+        runs = ", ".join(f"{run:.3f}" for run in floor["runs_s"])
+        lines.append(
+            f"| {key.removeprefix('floor_')} | {floor['batches']} | "
+            f"{floor['records_per_s']:,.0f} | {floor['tflops']:.0f} | {runs} |"
+        )
+    profile = steps.get("profile_8192", {})
+    if "by_kind_s" in profile:
+        kinds = profile["by_kind_s"]
+        total = profile["kernel_s"]
+        shares = ", ".join(
+            f"{kind} {seconds:.3f} s ({100 * seconds / total:.0f}%)"
+            for kind, seconds in sorted(kinds.items(), key=lambda item: -item[1])
+        )
+        top = "; ".join(
+            f"`{name[:60]}` {seconds:.3f} s" for name, seconds in profile["top_kernels_s"][:5]
+        )
+        lines += [
+            "",
+            f"- Profile of the first {profile['batches']} batches at 8192: GPU busy "
+            f"{100 * profile['gpu_busy_share']:.0f}% of wall time ({profile['kernel_s']:.3f} s "
+            f"of kernels in {profile['wall_s']:.3f} s), {profile['launches_per_batch']:.0f} "
+            f"kernel launches per batch. Kernel time by kind: {shares}.",
+            f"- Heaviest kernels: {top}.",
+        ]
+    compiled = steps.get("compiled_8192")
+    if compiled:
+        if "error" in compiled:
+            lines.append(f"- torch.compile'd floor: failed: {compiled['error']}")
+        else:
+            rate = compiled.get("records_per_s")
+            lines.append(
+                f"- torch.compile(model, dynamic=True): first pass (compiling) "
+                f"{compiled['first_pass_s']:.0f} s; max abs difference from the eager fp16 "
+                f"floor {compiled['max_abs_diff_vs_eager']:.1e}; "
+                + (f"{rate:,.0f} records/s." if rate else "timed runs skipped (deadline).")
+            )
+    return lines
