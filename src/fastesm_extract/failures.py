@@ -54,9 +54,9 @@ class FailureLog:
         )
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One O_APPEND write per call, so worker processes sharing the log never
-            # interleave inside a line.
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            # Mode 0666 less the umask, like any program's files. One O_APPEND write per call,
+            # so worker processes sharing the log never interleave inside a line.
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             try:
                 os.write(descriptor, lines.encode("utf-8"))
             finally:

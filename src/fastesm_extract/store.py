@@ -6,7 +6,7 @@ import contextlib
 import gc
 import glob
 import os
-import tempfile
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -130,6 +130,21 @@ def remove_leftover_temporaries(path: str | Path) -> list[Path]:
     return leftovers
 
 
+def _create_temporary(path: Path) -> BinaryIO:
+    """A new, empty `.tmp-<name>.<random>.part` beside `path`, open for writing.
+
+    Created by `open(..., "xb")` (mode 0666 less the umask, as any program's files) rather
+    than `tempfile`, whose files are 0600 whatever the umask: a cluster group could not read
+    the outputs.
+    """
+    while True:
+        candidate = path.parent / f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}.part"
+        try:
+            return open(candidate, "xb")  # noqa: SIM115 - closed by the caller
+        except FileExistsError:
+            continue
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Call `write(handle)` on a temporary file beside `path`, fsync, then rename it to `path`.
 
@@ -138,9 +153,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=".part", delete=False
-    )
+    handle = _create_temporary(path)
     try:
         with handle:
             write(handle)
