@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .jobs import InputError
 from .pipeline import FAILED, SKIPPED, WRITTEN
 from .same_file import refuse_writing_over_inputs
 from .store import (
@@ -156,6 +157,11 @@ def load_dnabert_s(path: str | Path) -> tuple[list[str], torch.Tensor]:
         raise MergeError(
             f"{path}: 'mean_representation' values are not numbers: {error}"
         ) from error
+    if block.shape != (len(ids), DNABERT_S_DIM) or block.layout != torch.strided:
+        raise MergeError(
+            f"{path}: 'mean_representation' values are not flat lists of {DNABERT_S_DIM} "
+            f"numbers (they make a {block.layout} block of shape {tuple(block.shape)})"
+        )
     finite = torch.isfinite(block).all(dim=1)
     if not bool(finite.all()):
         bad = [seq_id for seq_id, ok in zip(ids, finite.tolist()) if not ok]
@@ -293,9 +299,12 @@ def merged_output_is_valid(
     if not path.exists():
         return False
     try:
-        content = load_weights_only(path)
-    except OutputError:  # an unloadable merged file is simply redone
+        return _is_merged_content(load_weights_only(path), labels, expect_dim)
+    except Exception:  # noqa: BLE001 - an unloadable or odd merged file is simply redone
         return False
+
+
+def _is_merged_content(content: object, labels: list[int] | None, expect_dim: int | None) -> bool:
     if not isinstance(content, dict) or not {"ids", "data"} <= set(content):
         return False
     ids, data = content["ids"], content["data"]
@@ -305,6 +314,7 @@ def merged_output_is_valid(
         and set(content) <= {"ids", "data", "labels"}
         and isinstance(ids, list)
         and isinstance(data, torch.Tensor)
+        and data.layout == torch.strided
         and data.dim() == 2
         and data.dtype == torch.float32
         and data.shape[0] == len(ids)
@@ -381,9 +391,16 @@ def merge_folder(
                 allow_missing=allow_missing,
                 expect_dim=expect_dim,
             )
-        except (MergeError, OSError) as error:
-            log.error("%s", error)
-            outcomes.append(MergeOutcome(output, FAILED, str(error), dnabert_file, esm_file))
+        except InputError:
+            raise
+        except Exception as error:  # noqa: BLE001 - one damaged pair must not stop the folder
+            message = (
+                str(error)
+                if isinstance(error, (MergeError, OSError))
+                else (f"{dnabert_file} + {esm_file}: {type(error).__name__}: {error}")
+            )
+            log.error("%s", message)
+            outcomes.append(MergeOutcome(output, FAILED, message, dnabert_file, esm_file))
             continue
         outcomes.append(MergeOutcome(output, WRITTEN, "", dnabert_file, esm_file, len(result.ids)))
     for esm_file in esm_files:

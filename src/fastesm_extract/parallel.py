@@ -19,7 +19,7 @@ import torch
 
 from .failures import WHOLE_FILE, FailureLog, RecordFailure
 from .jobs import FileJob, InputError
-from .manifest import read_manifest, sha256_of
+from .manifest import ManifestError, read_manifest, sha256_of
 from .model import ModelLoadError, load_model
 from .pipeline import FAILED, WRITTEN, ExtractionSettings, Extractor, FileResult, RunSummary
 from .progress import RunProgress
@@ -309,7 +309,10 @@ def _input_size(job: FileJob) -> int:
 def _finished_before_death(job: FileJob) -> bool:
     """True when a dead worker completed `job` (output and its manifest for this very input)
     but died before it could say so."""
-    manifest = read_manifest(job.output)
+    try:
+        manifest = read_manifest(job.output)
+    except ManifestError:
+        return False
     if manifest is None or not job.output.exists():
         return False
     try:

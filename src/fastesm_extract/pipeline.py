@@ -29,6 +29,7 @@ from .failures import WHOLE_FILE, FailureLog, RecordFailure
 from .fasta import FastaContents, FastaError, ProteinRecord, read_fasta
 from .jobs import FileJob
 from .manifest import (
+    ManifestError,
     Provenance,
     build_manifest,
     read_manifest,
@@ -294,7 +295,11 @@ def existing_output_status(
     """
     if settings.overwrite or not existing_output_is_valid(job, provenance.hidden_size):
         return None
-    manifest = read_manifest(job.output)
+    try:
+        manifest = read_manifest(job.output)
+    except ManifestError as error:  # ours, and no longer telling what the output is
+        log.warning("%s: rebuilding %s", error, job.output)
+        return None
     if manifest is None:  # e.g. the original pipeline's outputs: validated, kept
         return FileResult(job, SKIPPED, message="valid output exists (no manifest)")
     reasons = stale_reasons(manifest, provenance, input_sha256)

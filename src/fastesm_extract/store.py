@@ -68,8 +68,12 @@ def validate_embeddings(
         return [f"{len(proteins)} proteins but {len(data)} embeddings"]
     problems = []
     for label, tensor in zip(proteins, data):
-        if tensor.dim() != 1 or tensor.dtype != torch.float32:
+        if tensor.layout != torch.strided:  # sparse and other layouts cannot be stacked
+            problems.append(f"{label}: a {tensor.layout} tensor, not a dense one")
+        elif tensor.dim() != 1 or tensor.dtype != torch.float32:
             problems.append(f"{label}: shape {tuple(tensor.shape)} {tensor.dtype}, not 1-D float32")
+        elif tensor.shape[0] == 0:
+            problems.append(f"{label}: a 0-dimensional embedding")
         elif hidden_size is not None and tensor.shape[0] != hidden_size:
             problems.append(f"{label}: {tensor.shape[0]} dimensions, expected {hidden_size}")
     sizes = {tensor.shape[0] for tensor in data if tensor.dim() == 1}
@@ -109,7 +113,10 @@ def load_embeddings(
         raise OutputError(
             f"{path} is not an _ESM.pt file: expected keys proteins, data; got {keys}"
         )
-    problems = validate_embeddings(content["proteins"], content["data"], hidden_size)
+    try:
+        problems = validate_embeddings(content["proteins"], content["data"], hidden_size)
+    except Exception as error:  # noqa: BLE001 - odd tensors (e.g. quantized) must not crash
+        problems = [f"cannot be checked: {type(error).__name__}: {error}"]
     if problems:
         raise OutputError(f"{path} is invalid: " + "; ".join(problems))
     return content["proteins"], content["data"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .fasta import FASTA_SUFFIXES, FastaError, read_fasta
-from .manifest import read_manifest
+from .manifest import ManifestError, read_manifest
 from .store import OUTPUT_SUFFIX, OutputError, load_embeddings
 
 
@@ -68,28 +68,45 @@ def _compare_ids(report: VerifyReport, proteins: list[str], expected: list[str],
 def verify_output(
     output: str | Path, fasta: str | Path | None = None, expected_dim: int | None = None
 ) -> VerifyReport:
-    """Check one output: safe loading, format, dimension, finite values, IDs, count, order."""
+    """Check one output: safe loading, format, dimension, finite values, IDs, count, order.
+
+    Never raises for a damaged file: whatever is wrong is one of the report's problems.
+    """
     report = VerifyReport(Path(output))
+    try:
+        _verify(report, fasta, expected_dim)
+    except Exception as error:  # noqa: BLE001 - one odd file must not stop a folder's check
+        report.problems.append(f"cannot be checked: {type(error).__name__}: {error}")
+    return report
+
+
+def _verify(report: VerifyReport, fasta: str | Path | None, expected_dim: int | None) -> None:
     try:
         proteins, data = load_embeddings(report.output, expected_dim)
     except OutputError as error:
         report.problems.append(str(error))
-        return report
+        return
     report.n_records = len(proteins)
     report.hidden_size = int(data[0].shape[0]) if data else expected_dim
-    manifest = read_manifest(report.output)
+    if not proteins:
+        report.problems.append("holds no records")
+    try:
+        manifest = read_manifest(report.output)
+    except ManifestError as error:
+        report.problems.append(str(error))
+        manifest = None
     if fasta is None and manifest is not None:
         recorded = Path(manifest.get("input", {}).get("absolute_path", ""))
         fasta = recorded if recorded.is_file() else None
     report.fasta = Path(fasta) if fasta is not None else fasta_beside(report.output)
     if report.fasta is None:
         report.notes.append("no FASTA found: IDs not checked (give --fasta)")
-        return report
+        return
     try:
         contents = read_fasta(report.fasta)
     except FastaError as error:
         report.problems.append(str(error))
-        return report
+        return
     failed: set[str] = set()
     if manifest is not None:
         records = manifest.get("records", {})
@@ -102,4 +119,3 @@ def verify_output(
             report.problems.append("the FASTA changed since this output was made")
     expected = [record.id for record in contents.records if record.id not in failed]
     _compare_ids(report, proteins, expected, manifest)
-    return report
