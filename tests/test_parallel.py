@@ -99,6 +99,35 @@ def test_a_shard_outside_its_count_is_refused():
             Shard(index, count, "test")
 
 
+def slurm_array_task(task_id: int, count: int, first: int, last: int, step: int = 1) -> dict:
+    """The SLURM_ARRAY_* variables Slurm 22.05 sets in an array task (seen under real Slurm)."""
+    values = {"ID": task_id, "COUNT": count, "MIN": first, "MAX": last, "STEP": step}
+    return {f"SLURM_ARRAY_TASK_{key}": str(value) for key, value in values.items()}
+
+
+@pytest.mark.parametrize(
+    "ids, first, last",
+    [(range(0, 4), 0, 3), (range(1, 5), 1, 4), (range(1, 9), 1, 8)],  # 0-3, 1-4, 1-8%2
+)
+def test_consecutive_slurm_arrays_map_to_every_shard_once(ids, first, last):
+    shards = [shard_from_environment(slurm_array_task(i, len(ids), first, last)) for i in ids]
+    assert shards == [Shard(k, len(ids), "SLURM") for k in range(len(ids))]
+
+
+@pytest.mark.parametrize(
+    "ids, first, last, step",
+    [((1, 3, 5), 1, 5, 1), ((0, 2, 4, 6), 0, 6, 2), ((2, 3, 5), 2, 5, 1)],  # 1,3,5 0-6:2 2,3,5
+)
+def test_slurm_arrays_with_gaps_or_steps_are_refused_by_every_task(ids, first, last, step):
+    # Mapping task IDs to shards here would leave shards undone with every task "succeeding".
+    for task_id in ids:
+        with pytest.raises(InputError) as refused:
+            shard_from_environment(slurm_array_task(task_id, len(ids), first, last, step))
+        message = str(refused.value)
+        assert f"--array={first}-{first + len(ids) - 1}" in message
+        assert "consecutive" in message and "--shard K/N" in message
+
+
 def test_device_lists():
     assert parse_devices("cuda:0, cuda:1") == ["cuda:0", "cuda:1"]
     assert parse_devices("cpu,cpu") == ["cpu", "cpu"]

@@ -89,6 +89,16 @@ def shard_from_environment(environ: dict | None = None) -> Shard | None:
     if task is not None and "SLURM_ARRAY_TASK_COUNT" in env:
         first = _env_int(env, "SLURM_ARRAY_TASK_MIN", _SLURM_HINT, default=0)
         count = _env_int(env, "SLURM_ARRAY_TASK_COUNT", _SLURM_HINT)
+        last = _env_int(env, "SLURM_ARRAY_TASK_MAX", _SLURM_HINT, default=first + count - 1)
+        step = _env_int(env, "SLURM_ARRAY_TASK_STEP", _SLURM_HINT, default=1)
+        if count >= 1 and (step != 1 or last - first + 1 != count):
+            # --array=1,3,5 or 0-6:2: task IDs have gaps, so some shards would have no task.
+            raise InputError(
+                f"Slurm array task {task}: the array's {count} task IDs ({first} to {last}, "
+                f"step {step}) are not consecutive; submit --array={first}-{first + count - 1} "
+                "(add %M to run at most M at once), resubmit the whole array to redo some "
+                "tasks (finished outputs are skipped), or give --shard K/N"
+            )
         index = task - first
         if count < 1 or not 0 <= index < count:
             raise InputError(
