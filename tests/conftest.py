@@ -8,10 +8,14 @@ import tempfile
 os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="fastesm-test-modules-"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from cluster_helpers import build_pausing_checkpoint, esm_outputs, make_protein_folder  # noqa: E402
+from helpers import cli_command, subprocess_environment  # noqa: E402
+from slurm_cluster import SlurmUnavailable, start_cluster  # noqa: E402
 
 from fastesm_extract import load_model  # noqa: E402
 from fastesm_extract.demo import build_demo_checkpoint  # noqa: E402
@@ -26,6 +30,14 @@ def _find_shared_fixtures() -> Path:
         if candidate.is_dir():
             return candidate
     return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "virnucpro"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "slurm: runs jobs on a real one-node Slurm cluster (skipped only where slurm-wlm and "
+        "munge are missing and cannot be installed)",
+    )
 
 
 SHARED_FIXTURES = _find_shared_fixtures()
@@ -50,3 +62,43 @@ def virnucpro_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.skip(f"original VirNucPro outputs not found at {SHARED_FIXTURES} (../shared absent)")
     return SHARED_FIXTURES
+
+
+# ------------------------------------------------ cluster tests (test_slurm.py, test_torchrun.py)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real one-node Slurm cluster, started once per session and stopped by PID after it."""
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+    except SlurmUnavailable as reason:
+        pytest.skip(f"no Slurm here: {reason}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_checkpoint(tmp_path_factory) -> Path:
+    """FastESM-shaped remote-code checkpoint that can pause before each batch on request."""
+    return build_pausing_checkpoint(tmp_path_factory.mktemp("pausing") / "checkpoint")
+
+
+@pytest.fixture(scope="session")
+def cluster_proteins(tmp_path_factory) -> Path:
+    return make_protein_folder(tmp_path_factory.mktemp("cluster") / "proteins", 10, 30)
+
+
+@pytest.fixture(scope="session")
+def cluster_reference(cluster_proteins, cluster_checkpoint, tmp_path_factory) -> dict[str, bytes]:
+    """`*_ESM.pt` bytes of one process's run over `cluster_proteins` (the CLI, on the CPU)."""
+    out = tmp_path_factory.mktemp("cluster-reference")
+    subprocess.run(
+        cli_command(cluster_proteins, out, cluster_checkpoint, "--device", "cpu"),
+        env=subprocess_environment(),
+        check=True,
+        timeout=300,
+    )
+    outputs = esm_outputs(out)
+    assert len(outputs) == 10
+    return outputs
