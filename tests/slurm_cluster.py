@@ -47,9 +47,11 @@ def ensure_slurm_installed() -> None:
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]
-    # A fresh container has no package lists yet: update only when the first try fails.
-    for command in (install, ["apt-get", "update", "-qq"], install):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:  # a fresh container has no package lists yet
+        update = ["apt-get", "update", "-qq"]
+        subprocess.run(update, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
     if _missing_commands():
         reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         raise SlurmUnavailable(
