@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -253,19 +254,26 @@ def worker_pids(parent: int) -> list[int]:
 def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(tiny_checkpoint, tmp_path):
     folder = make_inputs(tmp_path / "in", 10, records=150)
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        cli(folder, out, tiny_checkpoint, "--devices", "cpu,cpu"),
-        env=ENV,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Not quiet: the "worker N ready" lines say when both workers hold a file. Killing a
+    # worker still loading its model (a busy machine) would lose nothing and prove nothing.
+    command = cli(folder, out, tiny_checkpoint, "--devices", "cpu,cpu")
+    command.remove("--quiet")
+    process = subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
     deadline = time.monotonic() + 120
-    while len(outputs(out)) < 1 and time.monotonic() < deadline and process.poll() is None:
+    while time.monotonic() < deadline and process.poll() is None:
+        ready = sum("ready on" in line for line in list(lines))
+        if ready == 2 and len(outputs(out)) >= 1:
+            break
         time.sleep(0.02)
     victims = worker_pids(process.pid)
     assert len(victims) == 2, "expected two worker processes"
     os.kill(victims[0], signal.SIGKILL)
-    _, stderr = process.communicate(timeout=300)
+    process.wait(timeout=300)
+    reader.join(timeout=30)
+    stderr = "".join(lines)
     assert process.returncode == 1, stderr
     assert "worker process died" in stderr
     lost = {
