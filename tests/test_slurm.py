@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cluster_helpers import esm_outputs, temporaries, write_readme_script
 from helpers import subprocess_environment
-from slurm_cluster import SlurmCluster
+from slurm_cluster import SlurmCluster, start_cluster
 
 from fastesm_extract.jobs import InputError, plan_jobs
 from fastesm_extract.parallel import Shard, shard_from_environment, shard_jobs
@@ -24,6 +24,22 @@ pytestmark = pytest.mark.slurm
 
 ARRAY_SCRIPT = "#SBATCH --array"  # marks README's job-array script
 SECONDS_PER_BATCH = "FASTESM_TEST_SECONDS_PER_BATCH"  # see fast_esm_remote/modeling_slow_...
+
+
+def test_a_second_cluster_starts_beside_the_session_one_and_stops_exactly_its_daemons(
+    slurm_cluster, tmp_path
+):
+    second = start_cluster(tmp_path / "second")
+    pids = [daemon.pid for daemon in second.daemons]
+    assert [Path(f"/proc/{pid}/comm").read_text().strip() for pid in pids] == [
+        "munged",
+        "slurmctld",
+        "slurmd",
+    ]
+    assert second.node_state() == "idle"
+    second.stop()
+    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
+    assert slurm_cluster.node_state() == "idle"  # the session's cluster is untouched
 
 
 def submit_readme_array(
