@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .failures import FAILURE_LOG_NAME, FailureLog
-from .jobs import FileJob, check_writable, plan_jobs
+from .jobs import FileJob, check_failure_log, check_writable, plan_jobs
 from .manifest import Provenance, build_manifest, manifest_path, sha256_of, utc_now, write_manifest
 from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel, load_model, prepare_model
 from .parallel import (
@@ -108,6 +108,7 @@ def extract_fast_esm(
     """
     log_path = Path(failure_log) if failure_log is not None else Path.cwd() / FAILURE_LOG_NAME
     outputs = [out_file, manifest_path(out_file)] if out_file is not None else []
+    check_failure_log(log_path)
     refuse_writing_over_inputs([fasta_file], [log_path, *outputs], "give another out_file")
     loaded = None if model is None else _as_loaded(model, tokenizer)
     started = utc_now()
@@ -174,6 +175,7 @@ def extract_files(
     jobs = plan_jobs(list(inputs), output_dir)
     default_log_dir = Path(output_dir) if output_dir is not None else Path.cwd()
     log_path = Path(failure_log) if failure_log is not None else default_log_dir / FAILURE_LOG_NAME
+    check_failure_log(log_path)
     refuse_writing_over_inputs(
         [job.fasta for job in jobs],
         [log_path, *(path for job in jobs for path in (job.output, manifest_path(job.output)))],

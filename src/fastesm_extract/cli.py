@@ -185,7 +185,13 @@ def print_summary(summary: RunSummary) -> None:
             f"  {stale} stale outputs kept (see warnings); --redo-stale rebuilds them",
             file=sys.stderr,
         )
-    if not summary.ok:
+    if summary.failure_log_problem:
+        print(
+            f"  the failure log {summary.failure_log} could not be written "
+            f"({summary.failure_log_problem}): its lines are in the errors above",
+            file=sys.stderr,
+        )
+    elif not summary.ok:
         print(f"  details: {summary.failure_log}", file=sys.stderr)
 
 
@@ -234,8 +240,16 @@ def run_extract(args: argparse.Namespace) -> int:
                 )
     except (InputError, ModelLoadError) as error:
         return usage_error(str(error))
-    except (FastaError, OSError) as error:
+    except FastaError as error:
         print(f"fastesm-extract: error: {error}", file=sys.stderr)
+        return EXIT_FAILURES
+    except OSError as error:  # e.g. a full disk while --split-every writes its parts
+        where = f"{error.filename}: " if error.filename else ""
+        print(
+            f"fastesm-extract: error: {where}{error.strerror or error}; fix that and rerun "
+            "(finished outputs are kept)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURES
     except KeyboardInterrupt:
         print(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+log = logging.getLogger("fastesm_extract")
 
 FAILURE_LOG_NAME = "extraction_failures.log"
 WHOLE_FILE = "-"
@@ -30,12 +33,14 @@ class FailureLog:
 
     The file is created on the first failure only, so a clean run leaves nothing behind.
     Thread-safe (the reader, compute and writer stages all report here) and safe to share
-    between processes on one machine.
+    between processes on one machine. Never raises: failures that cannot be appended are
+    logged as errors instead, and `problem` says why.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.count = 0
+        self.problem = ""  # why the last append failed, if one did
         self._lock = threading.Lock()
 
     def record(self, input_file: str | Path, failure: RecordFailure) -> None:
@@ -53,12 +58,27 @@ class FailureLog:
             for f in failures
         )
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Mode 0666 less the umask, like any program's files. One O_APPEND write per call,
-            # so worker processes sharing the log never interleave inside a line.
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             try:
-                os.write(descriptor, lines.encode("utf-8"))
-            finally:
-                os.close(descriptor)
+                self._append(lines.encode("utf-8"))
+            except OSError as error:
+                # A full disk or a bad path must not end the run nor lose the failures: they
+                # go to the log messages instead (this works in worker processes too).
+                self.problem = error.strerror or str(error)
+                log.error(
+                    "cannot append to the failure log %s (%s); the failures it would hold:\n%s",
+                    self.path,
+                    self.problem,
+                    lines.rstrip("\n"),
+                )
             self.count += len(failures)
+
+    def _append(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Mode 0666 less the umask, like any program's files. One O_APPEND write per call,
+        # so worker processes sharing the log never interleave inside a line.
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            while data:
+                data = data[os.write(descriptor, data) :]
+        finally:
+            os.close(descriptor)

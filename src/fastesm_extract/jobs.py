@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fasta import is_fasta_name, output_stem
+from .folders import files_under
 from .store import OUTPUT_SUFFIX
 
 
@@ -33,7 +34,8 @@ def output_path_for(fasta: Path, output_dir: Path | None, relative_to: Path | No
 
 
 def plan_jobs(inputs: list[str | Path], output_dir: str | Path | None = None) -> list[FileJob]:
-    """Expand files and folders (searched recursively for .fa/.faa/.fasta[.gz]) into jobs.
+    """Expand files and folders (searched recursively for .fa/.faa/.fasta[.gz], symlinked
+    sub-folders followed) into jobs.
 
     Raises `InputError` for a missing path, a folder without FASTA files, or two inputs that
     would write the same output.
@@ -43,7 +45,7 @@ def plan_jobs(inputs: list[str | Path], output_dir: str | Path | None = None) ->
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and is_fasta_name(p))
+            found = [p for p in files_under(path) if is_fasta_name(p)]
             if not found:
                 raise InputError(f"{path} is a folder with no .fa/.faa/.fasta(.gz) files")
             jobs.extend(FileJob(p, output_path_for(p, out, path)) for p in found)
@@ -78,3 +80,11 @@ def check_writable(jobs: list[FileJob]) -> None:
             raise InputError(
                 f"cannot write outputs to {folder}: {error.strerror or error}"
             ) from error
+
+
+def check_failure_log(path: Path) -> None:
+    """Fail early, before any work, when the failure log path is a folder."""
+    if path.is_dir():
+        raise InputError(
+            f"--failure-log {path} is a folder: give a file path, e.g. {path / 'failures.log'}"
+        )

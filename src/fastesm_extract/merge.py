@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .folders import files_under
 from .jobs import InputError
 from .pipeline import FAILED, SKIPPED, WRITTEN
 from .same_file import refuse_writing_over_inputs
@@ -354,10 +355,10 @@ def merge_folder(
     for folder in dict.fromkeys((dnabert_s_dir, esm_dir)):
         if not folder.is_dir():
             raise MergeError(f"{folder} is not a folder")
-    dnabert_files = sorted(dnabert_s_dir.rglob(f"*{DNABERT_S_SUFFIX}"))
+    dnabert_files = [p for p in files_under(dnabert_s_dir) if p.name.endswith(DNABERT_S_SUFFIX)]
     if not dnabert_files:
         raise MergeError(f"{dnabert_s_dir} holds no *{DNABERT_S_SUFFIX} files")
-    esm_files = sorted(esm_dir.rglob(f"*{OUTPUT_SUFFIX}"))
+    esm_files = [p for p in files_under(esm_dir) if p.name.endswith(OUTPUT_SUFFIX)]
     planned = []  # (DNABERT-S file, its ESM partner, merged file)
     for dnabert_file in dnabert_files:
         relative = dnabert_file.parent.relative_to(dnabert_s_dir)

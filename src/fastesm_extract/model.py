@@ -167,6 +167,34 @@ def resolve_commit(model_id: str, revision: str | None) -> str | None:
     return commit if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}", commit) else None
 
 
+def check_model_source(model_id: str) -> None:
+    """A clear `ModelLoadError` when `model_id` can be neither a local folder nor a hub ID
+    (otherwise the hub's "Repo id must be in the form ..." is all the user would see)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    path = Path(model_id).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"--model {model_id} is a file: give the checkpoint's folder")
+        return
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError:
+        raise ModelLoadError(
+            f"--model {model_id}: no such folder ({path.absolute()} does not exist), and it "
+            f"is not a Hugging Face model ID like {DEFAULT_MODEL}; check the path"
+        ) from None
+
+
+def _no_local_folder_hint(model_id: str) -> str:
+    """For `data/ckpt` where `data/` exists: the user probably meant a local folder."""
+    path = Path(model_id).expanduser()
+    if not path.exists() and path.parent != Path(".") and path.parent.is_dir():
+        return f" (There is no local folder {path.absolute()} either.)"
+    return ""
+
+
 def load_model(
     model_id: str = DEFAULT_MODEL,
     *,
@@ -177,6 +205,7 @@ def load_model(
     """Load `model_id` (hub ID or local folder) with SDPA attention on `device`."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    check_model_source(model_id)
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     commit_hash = resolve_commit(model_id, revision)
@@ -210,7 +239,7 @@ def load_model(
             f"cannot load model {model_id!r}"
             + (f" at revision {revision!r}" if revision else "")
             + f": {error}. Offline? Use a local checkpoint folder or a model already in the "
-            "Hugging Face cache (HF_HUB_OFFLINE=1)."
+            "Hugging Face cache (HF_HUB_OFFLINE=1)." + _no_local_folder_hint(model_id)
         ) from error
     except Exception as error:  # noqa: BLE001 - the checkpoint's own code raised it
         raise ModelLoadError(

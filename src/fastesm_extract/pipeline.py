@@ -92,6 +92,7 @@ class RunSummary:
     results: list[FileResult] = field(default_factory=list)
     failure_log: Path | None = None
     seconds: float = 0.0
+    failure_log_problem: str = ""  # why the failure log could not be written, if it could not
 
     def count(self, status: str) -> int:
         return sum(result.status == status for result in self.results)
@@ -489,4 +490,5 @@ class Extractor:
             stop.set()
             progress.close()
         summary.seconds = time.perf_counter() - started
+        summary.failure_log_problem = self.failure_log.problem
         return summary

@@ -27,7 +27,7 @@ import torch
 from .api import extract_files
 from .failures import FAILURE_LOG_NAME
 from .fasta import FastaError, FastaReader
-from .jobs import InputError
+from .jobs import InputError, check_failure_log
 from .manifest import manifest_path
 from .model import DEFAULT_MODEL, LoadedModel, load_model
 from .pipeline import RunSummary
@@ -174,6 +174,7 @@ def extract_split(
     if not fasta.is_file():
         raise InputError(f"{fasta} is not a file (--split-every takes one FASTA file)")
     log_path = Path(failure_log) if failure_log is not None else output_dir / FAILURE_LOG_NAME
+    check_failure_log(log_path)
     refuse_writing_over_inputs(
         [fasta],
         [log_path, *files_a_split_may_write(output_dir)],

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .fasta import FASTA_SUFFIXES, FastaError, read_fasta
+from .folders import files_under
 from .manifest import ManifestError, read_manifest
 from .store import OUTPUT_SUFFIX, OutputError, load_embeddings
 
@@ -32,7 +33,10 @@ def find_outputs(paths: list[str | Path]) -> list[Path]:
     found: list[Path] = []
     for item in paths:
         path = Path(item)
-        found += sorted(path.rglob(f"*{OUTPUT_SUFFIX}")) if path.is_dir() else [path]
+        if path.is_dir():
+            found += [p for p in files_under(path) if p.name.endswith(OUTPUT_SUFFIX)]
+        else:
+            found.append(path)
     return found
 
 
