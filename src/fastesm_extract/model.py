@@ -176,14 +176,17 @@ def check_model_source(model_id: str) -> None:
     path = Path(model_id).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ModelLoadError(f"--model {model_id} is a file: give the checkpoint's folder")
+            raise ModelLoadError(
+                f"cannot load model {model_id!r}: it is a file; give the local checkpoint folder"
+            )
         return
     try:
         validate_repo_id(model_id)
     except HFValidationError:
         raise ModelLoadError(
-            f"--model {model_id}: no such folder ({path.absolute()} does not exist), and it "
-            f"is not a Hugging Face model ID like {DEFAULT_MODEL}; check the path"
+            f"cannot load model {model_id!r}: no such folder ({path.absolute()} does not "
+            f"exist), and it is not a Hugging Face model ID like {DEFAULT_MODEL}; give an "
+            "existing local checkpoint folder or a hub ID"
         ) from None
 
 
