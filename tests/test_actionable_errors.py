@@ -4,10 +4,11 @@ printed and no failure is lost."""
 import errno
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import random_proteins, write_fasta
+from helpers import cli_command, random_proteins, subprocess_environment, write_fasta
 
 import fastesm_extract.store as store
 from fastesm_extract import verify_output
@@ -132,3 +133,16 @@ def test_symlinked_sub_folders_are_followed_once_and_loops_reported(
     (tmp_path / "view" / "linked_out").symlink_to(out / "linked", target_is_directory=True)
     assert main(["verify", str(tmp_path / "view")]) == EXIT_OK
     assert verify_output(tmp_path / "view" / "linked_out" / "b_ESM.pt").ok
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="/dev/full is not available")
+def test_worker_processes_keep_failures_the_log_cannot_hold(tiny_checkpoint, two_files):
+    command = cli_command(two_files, two_files.parent / "OUT", tiny_checkpoint)
+    command += ["--devices", "cpu,cpu", "--failure-log", "/dev/full"]
+    result = subprocess.run(
+        command, env=subprocess_environment(), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == EXIT_FAILURES, result.stderr
+    assert "4 records embedded, 1 failed" in result.stderr
+    assert "the failure log /dev/full could not be written" in result.stderr
+    assert "bad\tinvalid_character" in result.stderr

@@ -235,7 +235,7 @@ def _worker_main(worker: int, device: str, spec: WorkerSpec, tasks, events) -> N
     extractor = Extractor(loaded, spec.settings, FailureLog(spec.failure_log), False)
     extractor.run(_jobs_from(tasks, events, worker), progress)
     progress.close()
-    events.put(("exit", worker, None))
+    events.put(("exit", worker, extractor.failure_log.problem))
 
 
 def run_on_devices(
@@ -289,6 +289,7 @@ def run_on_devices(
                 finished.add(worker)
             elif kind == "exit":
                 finished.add(worker)
+                summary.failure_log_problem = payload or summary.failure_log_problem
     finally:
         progress.close()
         for process in workers:
