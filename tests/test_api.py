@@ -94,15 +94,20 @@ def test_the_default_model_is_not_loaded_for_a_finished_output(
         assert same(extract_fast_esm(fasta, out, truncation_seq_length=30), (records, data))
     assert "is stale" in caplog.text and "truncation_seq_length 1024 != 30" in caplog.text
 
-    # Rebuilding needs the model: redo_stale, overwrite, or an output of another size
-    # (ESM2-3B's 2560) all load it.
+    # Rebuilding needs the model: redo_stale or overwrite load it.
     for options in ({"truncation_seq_length": 30, "redo_stale": True}, {"overwrite": True}):
         with pytest.raises(AssertionError, match="was loaded"):
             extract_fast_esm(fasta, out, **options)
-    save_embeddings_atomic(out, records, [torch.randn(2560) for _ in records])
+    # An output of another size (ESM2-3B's 2560, no manifest) is stale too (SPEC 8): kept and
+    # returned without loading; only redo_stale rebuilds it.
+    other = [torch.randn(2560) for _ in records]
+    save_embeddings_atomic(out, records, other)
     manifest_path(out).unlink()
+    with caplog.at_level("WARNING"):
+        assert same(extract_fast_esm(fasta, out), (records, other))
+    assert "2560 dimensions, this model gives 1280" in caplog.text
     with pytest.raises(AssertionError, match="was loaded"):
-        extract_fast_esm(fasta, out)
+        extract_fast_esm(fasta, out, redo_stale=True)
 
 
 def test_stale_invalid_and_overwritten_outputs_follow_the_cli_rules(

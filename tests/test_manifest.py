@@ -22,7 +22,14 @@ def test_manifest_records_input_records_model_settings_and_versions(tiny_model, 
     assert manifest["input"]["path"] == str(fasta)
     assert manifest["input"]["size"] == fasta.stat().st_size
     assert manifest["input"]["sha256"] == sha256_of(fasta)
-    assert manifest["records"] == {"read": 3, "embedded": 2, "failed": 1, "failed_ids": ["bad"]}
+    assert manifest["state"] == "complete"
+    assert manifest["records"] == {
+        "read": 3,
+        "embedded": 2,
+        "failed": 1,
+        "failed_ids": ["bad"],
+        "failed_kinds": ["invalid_character"],
+    }
     assert manifest["model"]["id"] == tiny_model.model_id
     assert manifest["model"]["dtype"] == "float32"
     assert manifest["model"]["device"].startswith("cpu")

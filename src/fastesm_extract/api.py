@@ -11,7 +11,14 @@ import torch
 
 from .failures import FAILURE_LOG_NAME, FailureLog
 from .jobs import FileJob, check_failure_log, check_writable, plan_jobs
-from .manifest import Provenance, build_manifest, manifest_path, sha256_of, utc_now, write_manifest
+from .manifest import (
+    Provenance,
+    build_manifest,
+    manifest_path,
+    save_output_and_manifest,
+    sha256_of,
+    utc_now,
+)
 from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel, load_model, prepare_model
 from .parallel import (
     Shard,
@@ -27,12 +34,12 @@ from .pipeline import (
     RunSummary,
     assemble_output,
     compute_file,
-    existing_output_status,
     prepare_file,
     warn_about_records,
 )
+from .resume import BUILD, STALE, examine_output
 from .same_file import refuse_writing_over_inputs
-from .store import load_embeddings, save_embeddings_atomic
+from .store import load_embeddings
 
 log = logging.getLogger("fastesm_extract")
 
@@ -74,11 +81,16 @@ def _finished_output(
     if settings.overwrite or not job.output.exists() or not job.fasta.is_file():
         return None
     provenance = _provenance(loaded, settings)
-    status = existing_output_status(job, provenance, settings, sha256_of(job.fasta))
-    if status is None:
+    existing = examine_output(job, provenance, sha256_of(job.fasta), redo_stale=settings.redo_stale)
+    if existing.verdict == BUILD:
+        if existing.reason:
+            log.warning("existing output %s will be rebuilt: %s", job.output, existing.reason)
         return None
-    log.info("%s: %s, not recomputed", job.output, status.message)
-    return load_embeddings(job.output, provenance.hidden_size)
+    if existing.verdict == STALE:
+        log.warning("%s is %s: kept; redo_stale=True rebuilds it", job.output, existing.reason)
+    else:
+        log.info("%s: valid output exists, not recomputed", job.output)
+    return load_embeddings(job.output)
 
 
 def extract_fast_esm(
@@ -97,10 +109,11 @@ def extract_fast_esm(
 
     Returns `(proteins, data)`: record IDs in FASTA order and float32 tensors of shape
     `(hidden_size,)`. With `out_file`, also writes `{'proteins', 'data'}` there atomically,
-    followed by its manifest `<out_file>.json`. An `out_file` that already exists, loads
-    and validates is returned as it is, without running (or loading) the model, as the CLI
-    skips it; a stale one (another input, model or setting, per its manifest) is reported
-    and returned too unless `redo_stale`; an invalid one is rebuilt; `overwrite` recomputes.
+    with its manifest `<out_file>.json`, unless no record could be embedded. An `out_file`
+    that already exists, loads and validates is returned as it is, without running (or
+    loading) the model, as the CLI skips it; a stale one (another input, model, hidden size
+    or setting) is reported and returned too unless `redo_stale`; an invalid or unfinished
+    one is rebuilt; `overwrite` recomputes.
     `model`/`tokenizer` are a preloaded Hugging Face model (SDPA) and its tokenizer, or a
     `LoadedModel`; without them FastESM2_650 is loaded once per process. Bad records are
     skipped and appended to `failure_log` (default `./extraction_failures.log`); a file that
@@ -122,20 +135,20 @@ def extract_fast_esm(
     prepared = prepare_file(job, loaded, settings)
     warn_about_records(prepared, settings)
     proteins, data, failures = assemble_output(compute_file(prepared, loaded), loaded.hidden_size)
-    if out_file is not None:
-        save_embeddings_atomic(out_file, proteins, data)
+    if out_file is not None and not proteins:
+        log.error("%s: no record could be embedded: %s not written", fasta_file, out_file)
+    elif out_file is not None:
         provenance = Provenance.of(loaded, truncation_seq_length, toks_per_batch)
-        failed_ids = [failure.record_id for failure in failures]
         manifest = build_manifest(
             provenance,
             job.fasta,
             prepared.contents.sha256,
             prepared.contents.n_read,
             len(proteins),
-            failed_ids,
+            failures,
             started,
         )
-        write_manifest(out_file, manifest)
+        save_output_and_manifest(out_file, proteins, data, manifest)
     if failures:
         FailureLog(log_path).record_many(fasta_file, failures)
         log.warning("%s: %d records failed (see %s)", fasta_file, len(failures), log_path)
@@ -157,6 +170,7 @@ def extract_files(
     truncation_seq_length: int = 1024,
     overwrite: bool = False,
     redo_stale: bool = False,
+    accept_invalid: bool = False,
     failure_log: str | Path | None = None,
     show_progress: bool = True,
 ) -> RunSummary:
@@ -164,7 +178,8 @@ def extract_files(
 
     Outputs go beside each input, or under `output_dir` keeping folder layout. Finished
     outputs are skipped unless `overwrite`; outputs whose manifest shows another input, model
-    or setting are reported as stale and kept, or rebuilt with `redo_stale`. Reading and
+    or setting are reported as stale and kept, or rebuilt with `redo_stale`; with
+    `accept_invalid`, records that failed for an input reason leave `summary.ok` True. Reading and
     writing overlap with compute. With several `devices` (the model given by name), one
     worker process per device takes files as it frees up; with a `shard`, only that share
     of the files is done, and a torchrun shard (`shard_from_environment()`) puts the default
@@ -187,7 +202,9 @@ def extract_files(
             "shard %d/%d (%s): %d files", shard.index + 1, shard.count, shard.source, len(jobs)
         )
     check_writable(jobs)
-    settings = ExtractionSettings(toks_per_batch, truncation_seq_length, overwrite, redo_stale)
+    settings = ExtractionSettings(
+        toks_per_batch, truncation_seq_length, overwrite, redo_stale, accept_invalid
+    )
     if devices is not None and len(devices) > 1:
         if not isinstance(model, str):
             raise ValueError("several devices need the model by name: each worker loads its own")

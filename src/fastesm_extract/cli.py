@@ -16,11 +16,12 @@ from .jobs import InputError
 from .merge import MergeError, MergeOutcome, merge_files, merge_folder, merge_name
 from .model import DEFAULT_MODEL, ModelLoadError
 from .parallel import parse_devices, parse_shard, shard_from_environment
-from .pipeline import FAILED, STALE, WRITTEN, RunSummary
+from .pipeline import FAILED, LOCKED, STALE, WRITTEN, RunSummary
+from .signals import exit_status, sigterm_as_interrupt
 from .split import PARTS_FOLDER, extract_split
 from .verify import find_outputs, verify_output
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3  # 130/143: signals.py
 log = logging.getLogger("fastesm_extract")
 
 
@@ -98,8 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument(
         "--redo-stale",
         action="store_true",
-        help="rebuild outputs whose manifest (<output>.json) shows another input, model or "
-        "setting (default: report them and keep them)",
+        help="rebuild outputs made from another input, model (hidden size) or setting, as "
+        "their manifest (<output>.json) or dimension shows (default: report and keep them)",
+    )
+    extract.add_argument(
+        "--accept-invalid",
+        action="store_true",
+        help="exit 0 when the only failures are records invalid as input (empty, bad "
+        "characters, bad header); they are still logged and reported",
     )
     extract.add_argument(
         "--split-every",
@@ -169,13 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def print_summary(summary: RunSummary) -> None:
     failed_files = [result for result in summary.results if result.status == FAILED]
+    invalid = summary.records_invalid
+    accepted = " (accepted)" if summary.accept_invalid else ""
     print(
         f"fastesm-extract: {summary.count('written')} written, {summary.count('skipped')} "
         f"skipped, {len(failed_files)} failed files; {summary.records_embedded} records "
-        f"embedded, {summary.records_failed} failed ({summary.seconds:.1f} s)"
+        f"embedded, {summary.records_failed} failed"
+        + (f" ({invalid} invalid input{accepted})" if invalid else "")
+        + f" ({summary.seconds:.1f} s)"
         + (f"; {summary.records_truncated} truncated" if summary.records_truncated else ""),
         file=sys.stderr,
     )
+    if summary.stopped:
+        print(
+            f"  STOPPED: {summary.stopped}; finished outputs are kept, rerun (on a working "
+            "device) to do the rest",
+            file=sys.stderr,
+        )
     for result in failed_files[:20]:
         print(f"  FAILED {result.job.fasta}: {result.message}", file=sys.stderr)
     if len(failed_files) > 20:
@@ -185,13 +202,19 @@ def print_summary(summary: RunSummary) -> None:
             f"  {stale} stale outputs kept (see warnings); --redo-stale rebuilds them",
             file=sys.stderr,
         )
+    if locked := summary.count(LOCKED):
+        print(
+            f"  {locked} outputs are being computed by another run (see warnings); rerun "
+            "after it ends",
+            file=sys.stderr,
+        )
     if summary.failure_log_problem:
         print(
             f"  the failure log {summary.failure_log} could not be written "
             f"({summary.failure_log_problem}): its lines are in the errors above",
             file=sys.stderr,
         )
-    elif not summary.ok:
+    elif summary.count(FAILED) or summary.records_failed:
         print(f"  details: {summary.failure_log}", file=sys.stderr)
 
 
@@ -227,11 +250,12 @@ def run_extract(args: argparse.Namespace) -> int:
         truncation_seq_length=args.truncation_seq_length,
         overwrite=args.overwrite,
         redo_stale=args.redo_stale,
+        accept_invalid=args.accept_invalid,
         failure_log=args.failure_log,
         show_progress=not args.quiet,
     )
     try:
-        with logging_redirect_tqdm():
+        with sigterm_as_interrupt(), logging_redirect_tqdm():
             if args.split_every is None:
                 summary = extract_files(args.inputs, args.output_dir, shard=shard, **options)
             else:
@@ -251,12 +275,13 @@ def run_extract(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURES
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (signals.Terminated)
+        what = "terminated (SIGTERM)" if exit_status(interrupt) != 130 else "interrupted"
         print(
-            "fastesm-extract: interrupted; finished outputs are kept, rerun to resume",
+            f"fastesm-extract: {what}; finished outputs are kept, rerun to resume",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return exit_status(interrupt)
     print_summary(summary)
     return EXIT_OK if summary.ok else EXIT_FAILURES
 

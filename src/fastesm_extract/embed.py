@@ -13,6 +13,55 @@ from .model import LoadedModel
 
 log = logging.getLogger(__name__)
 
+# Allocation failures that cuBLAS, cuDNN or SDPA raise as a plain RuntimeError instead of
+# torch.cuda.OutOfMemoryError: splitting the batch helps them just as much.
+_ALLOCATION_FAILURES = (
+    "out of memory",
+    "cublas_status_alloc_failed",
+    "cudnn_status_alloc_failed",
+    "cuda_error_out_of_memory",
+)
+# Batches failing one after another with the same error mean the device, not the data.
+SAME_ERROR_BATCHES_FOR_DEVICE_FAILURE = 3
+_ACCELERATOR_ERROR = getattr(torch, "AcceleratorError", None)  # torch >= 2.8
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for CUDA out-of-memory, whichever library raised it and as what."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(m in text for m in _ALLOCATION_FAILURES)
+
+
+class DeviceFailedError(RuntimeError):
+    """The device is unusable (e.g. an illegal memory access sticks to the CUDA context):
+    the run must stop, keeping what is finished, instead of failing every later record."""
+
+
+class DeviceHealth:
+    """Tells a failing batch from a failed device, across the files of a run."""
+
+    def __init__(self, threshold: int = SAME_ERROR_BATCHES_FOR_DEVICE_FAILURE) -> None:
+        self.threshold = threshold
+        self._last_error: str | None = None
+        self._repeats = 0
+
+    def batch_succeeded(self) -> None:
+        self._last_error, self._repeats = None, 0
+
+    def batch_failed(self, error: BaseException) -> None:
+        """Raises `DeviceFailedError` when `error` says the device is unusable."""
+        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        if _ACCELERATOR_ERROR is not None and isinstance(error, _ACCELERATOR_ERROR):
+            raise DeviceFailedError(message) from error
+        self._repeats = self._repeats + 1 if message == self._last_error else 1
+        self._last_error = message
+        if self._repeats >= self.threshold:
+            raise DeviceFailedError(
+                f"{message} (the same error on {self._repeats} batches in a row)"
+            ) from error
+
 
 @torch.inference_mode()
 def embed_batch(loaded: LoadedModel, batch: BatchInputs) -> torch.Tensor:
@@ -47,12 +96,14 @@ def embed_with_oom_split(
 ) -> Iterator[BatchOutcome]:
     """Embed `batch`; on CUDA out-of-memory split it in halves and retry, down to one sequence.
 
-    `collate_rows` rebuilds model inputs for a subset of the rows.
+    `collate_rows` rebuilds model inputs for a subset of the rows. Other errors propagate.
     """
     try:
         yield BatchOutcome(batch.rows, embeddings=embed(batch))
         return
-    except torch.cuda.OutOfMemoryError as error:
+    except RuntimeError as error:
+        if not is_out_of_memory(error):
+            raise
         message = str(error).splitlines()[0] if str(error) else "CUDA out of memory"
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

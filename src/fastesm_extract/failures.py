@@ -13,6 +13,10 @@ log = logging.getLogger("fastesm_extract")
 
 FAILURE_LOG_NAME = "extraction_failures.log"
 WHOLE_FILE = "-"
+# Kinds caused by the input itself: a rerun fails them again, so it reports them instead of
+# recomputing. Every other kind (out_of_memory, batch_error, non_finite_embedding,
+# write_error, ...) may pass, so a rerun retries the file.
+INPUT_KINDS = frozenset({"empty_sequence", "invalid_character", "invalid_header"})
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,11 @@ class RecordFailure:
     record_id: str
     kind: str
     message: str
+
+
+def is_input_failure(kind: str) -> bool:
+    """True when a record failed because of what the FASTA holds, not how it was computed."""
+    return kind in INPUT_KINDS
 
 
 def _one_line(text: str) -> str:

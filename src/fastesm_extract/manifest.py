@@ -2,13 +2,20 @@
 
 A manifest records what an output was computed from (input bytes, model, settings, versions)
 so that a resumed run can tell a finished output from a stale one.
+
+An output and its manifest are one unit: a "pending" manifest is written before the output
+is replaced and the complete one after it, so a kill (or full disk) at any instant leaves
+either the previous unit or an output whose manifest says it was never completed, which a
+later run rebuilds. Outputs without any manifest (the original pipeline's) stay accepted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -16,11 +23,13 @@ from pathlib import Path
 
 import torch
 
+from .failures import RecordFailure
 from .model import LoadedModel
-from .store import atomic_write
+from .store import atomic_write, save_embeddings_atomic
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
+PENDING, COMPLETE = "pending", "complete"
 _HASH_CHUNK = 1 << 20
 
 
@@ -88,12 +97,13 @@ def build_manifest(
     input_sha256: str,
     n_read: int,
     embedded: int,
-    failed_ids: list[str],
+    failures: list[RecordFailure],
     started: str,
 ) -> dict:
-    """The manifest dictionary for one output (JSON-serializable)."""
+    """The complete manifest dictionary for one output (JSON-serializable)."""
     return {
         "format_version": FORMAT_VERSION,
+        "state": COMPLETE,
         "input": {
             "path": str(input_path),
             "absolute_path": str(Path(input_path).resolve()),
@@ -103,8 +113,9 @@ def build_manifest(
         "records": {
             "read": n_read,
             "embedded": embedded,
-            "failed": len(failed_ids),
-            "failed_ids": failed_ids,
+            "failed": len(failures),
+            "failed_ids": [failure.record_id for failure in failures],
+            "failed_kinds": [failure.kind for failure in failures],  # same order as the IDs
         },
         "model": {
             "id": provenance.model_id,
@@ -197,6 +208,43 @@ def manifest_problems(content: object) -> list[str]:
     return problems
 
 
+def pending_manifest(started: str) -> dict:
+    """Written before an output is replaced: "this output is being written, not finished"."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "state": PENDING,
+        "writer": {"host": socket.gethostname(), "pid": os.getpid()},
+        "started": started,
+    }
+
+
+def is_complete(manifest: dict) -> bool:
+    """False for a pending manifest: its output was never completed by this tool.
+
+    Manifests from before the pending state existed were written after their output, so a
+    manifest without a state is complete.
+    """
+    return manifest.get("state", COMPLETE) == COMPLETE
+
+
+def save_output_and_manifest(
+    output: str | Path, proteins: list[str], data: list[torch.Tensor], manifest: dict
+) -> None:
+    """Write an output and its manifest as one unit: pending manifest, output, manifest.
+
+    Each step is atomic, so whatever instant a kill lands, the pair on disk is the previous
+    unit, or an output with a pending manifest (rebuilt by the next run), or the new unit.
+    """
+    write_manifest(output, pending_manifest(manifest.get("started", utc_now())))
+    try:
+        save_embeddings_atomic(output, proteins, data)
+    except BaseException:
+        if not Path(output).exists():  # nothing written: nothing to mark as unfinished
+            manifest_path(output).unlink(missing_ok=True)
+        raise
+    write_manifest(output, manifest)
+
+
 def read_manifest(output: str | Path) -> dict | None:
     """The manifest of `output`, or None when there is none.
 
@@ -232,6 +280,9 @@ def stale_reasons(manifest: dict, provenance: Provenance, input_sha256: str) -> 
     recorded_commit, commit = model.get("commit_hash"), provenance.commit_hash
     if recorded_commit and commit and recorded_commit != commit:
         reasons.append(f"model commit {recorded_commit[:12]} != {commit[:12]}")
+    recorded_size = model.get("hidden_size")
+    if recorded_size is not None and recorded_size != provenance.hidden_size:
+        reasons.append(f"hidden size {recorded_size} != {provenance.hidden_size}")
     if model.get("dtype") != provenance.dtype:
         reasons.append(f"dtype {model.get('dtype')} != {provenance.dtype}")
     settings = manifest.get("settings", {})

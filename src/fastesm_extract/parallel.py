@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,10 +20,11 @@ import torch
 
 from .failures import WHOLE_FILE, FailureLog, RecordFailure
 from .jobs import FileJob, InputError
-from .manifest import ManifestError, read_manifest, sha256_of
+from .manifest import ManifestError, is_complete, read_manifest, sha256_of
 from .model import ModelLoadError, load_model
 from .pipeline import FAILED, WRITTEN, ExtractionSettings, Extractor, FileResult, RunSummary
 from .progress import RunProgress
+from .signals import Terminated
 from .store import OutputError, load_embeddings
 
 log = logging.getLogger("fastesm_extract")
@@ -217,8 +219,34 @@ def _jobs_from(tasks, events, worker: int) -> Iterator[FileJob]:
         yield job
 
 
+def _stop_worker(signum: int, frame: object) -> None:
+    # Once: a second signal (the parent passes SIGTERM on after Ctrl-C) must not cut short
+    # the cleanup the first one started. (A no-op handler, not SIG_IGN: a signal already
+    # pending would otherwise raise "ignored due to race condition".)
+    signal.signal(signal.SIGTERM, _ignore)
+    signal.signal(signal.SIGINT, _ignore)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _ignore(signum: int, frame: object) -> None:
+    pass
+
+
 def _worker_main(worker: int, device: str, spec: WorkerSpec, tasks, events) -> None:
-    """A worker process: load the model once on `device`, then take files until none are left."""
+    """A worker process: load the model once on `device`, then take files until none are left.
+
+    SIGTERM (from the parent, or from Slurm to every process) and Ctrl-C end it quietly
+    after the writes in progress: the parent prints the one message.
+    """
+    signal.signal(signal.SIGTERM, _stop_worker)
+    signal.signal(signal.SIGINT, _stop_worker)
+    try:
+        _work(worker, device, spec, tasks, events)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Extractor.run has cleaned up
+        events.cancel_join_thread()  # the parent may no longer read: do not wait on it
+
+
+def _work(worker: int, device: str, spec: WorkerSpec, tasks, events) -> None:
     logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s [{device}] %(message)s")
     from transformers.utils import logging as transformers_logging
 
@@ -233,8 +261,10 @@ def _worker_main(worker: int, device: str, spec: WorkerSpec, tasks, events) -> N
     events.put(("ready", worker, device))
     progress = _QueueProgress(events, worker)
     extractor = Extractor(loaded, spec.settings, FailureLog(spec.failure_log), False)
-    extractor.run(_jobs_from(tasks, events, worker), progress)
+    summary = extractor.run(_jobs_from(tasks, events, worker), progress)
     progress.close()
+    if summary.stopped:  # this device failed: its worker stops, the others go on
+        events.put(("stopped", worker, f"{device}: {summary.stopped}"))
     events.put(("exit", worker, extractor.failure_log.problem))
 
 
@@ -259,7 +289,7 @@ def run_on_devices(
     ]
     for process in workers:
         process.start()
-    summary = RunSummary(failure_log=spec.failure_log)
+    summary = RunSummary(failure_log=spec.failure_log, accept_invalid=spec.settings.accept_invalid)
     progress = RunProgress(len(jobs), enabled=show_progress)
     in_flight: dict[int, dict[Path, FileJob]] = {i: {} for i in range(len(workers))}
     finished: set[int] = set()
@@ -287,9 +317,22 @@ def run_on_devices(
             elif kind == "fatal":
                 fatal.append(payload)
                 finished.add(worker)
+            elif kind == "stopped":
+                log.error("worker %d stopped: %s", worker, payload)
+                summary.stopped = "; ".join(filter(None, [summary.stopped, payload]))
             elif kind == "exit":
                 finished.add(worker)
                 summary.failure_log_problem = payload or summary.failure_log_problem
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the workers too; SIGTERM may reach only this process: pass it on
+        # and give them time to finish their writes and remove their locks.
+        tasks.cancel_join_thread()  # files nobody will take: do not wait to flush them
+        for process in workers:
+            if process.is_alive():
+                process.terminate()
+        for process in workers:
+            process.join(timeout=60)
+        raise
     finally:
         progress.close()
         for process in workers:
@@ -324,7 +367,7 @@ def _finished_before_death(job: FileJob) -> bool:
         manifest = read_manifest(job.output)
     except ManifestError:
         return False
-    if manifest is None or not job.output.exists():
+    if manifest is None or not is_complete(manifest) or not job.output.exists():
         return False
     try:
         load_embeddings(job.output)

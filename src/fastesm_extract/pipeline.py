@@ -24,29 +24,26 @@ import numpy as np
 import torch
 
 from .batching import SPECIAL_TOKENS_PER_SEQUENCE, BatchInputs, collate, make_batches
-from .embed import embed_batch, embed_with_oom_split
-from .failures import WHOLE_FILE, FailureLog, RecordFailure
+from .embed import DeviceFailedError, DeviceHealth, embed_batch, embed_with_oom_split
+from .failures import WHOLE_FILE, FailureLog, RecordFailure, is_input_failure
 from .fasta import FastaContents, FastaError, ProteinRecord, read_fasta
 from .jobs import FileJob
+from .locks import OutputLocks
 from .manifest import (
-    ManifestError,
     Provenance,
     build_manifest,
-    read_manifest,
+    save_output_and_manifest,
     sha256_of,
-    stale_reasons,
     utc_now,
-    write_manifest,
 )
 from .model import LoadedModel
 from .progress import ProgressSink, RunProgress
+from .resume import BUILD, FINISHED, ExistingOutput, examine_output
 from .store import (
     OutputError,
     embeddings_from_block,
     finite_rows,
-    load_embeddings,
     remove_leftover_temporaries,
-    save_embeddings_atomic,
     validate_block,
 )
 from .tokens import UNKNOWN_REFUSED, EsmAlphabet
@@ -55,6 +52,7 @@ log = logging.getLogger("fastesm_extract")
 
 SWITCH_INTERVAL_S = 0.0005
 WRITTEN, SKIPPED, STALE, FAILED = "written", "skipped", "stale", "failed"
+LOCKED = "locked"  # being computed by another run: skipped by this one
 
 
 @dataclass(frozen=True)
@@ -65,6 +63,7 @@ class ExtractionSettings:
     truncation_seq_length: int = 1024
     overwrite: bool = False
     redo_stale: bool = False  # rebuild outputs whose manifest shows other inputs or settings
+    accept_invalid: bool = False  # records failed for an input reason do not fail the run
     prefetch_files: int = 2  # files read and tokenized ahead of the device
 
     def __post_init__(self) -> None:
@@ -77,22 +76,25 @@ class FileResult:
     """What happened to one input file."""
 
     job: FileJob
-    status: str  # WRITTEN, SKIPPED, STALE or FAILED
+    status: str  # WRITTEN, SKIPPED, STALE, LOCKED or FAILED
     n_read: int = 0
     n_embedded: int = 0
-    n_failed: int = 0
+    n_failed: int = 0  # records without an embedding in the output on disk
     n_truncated: int = 0
     message: str = ""
+    n_invalid: int = 0  # of n_failed: failed for an input reason (reported on every rerun)
 
 
 @dataclass
 class RunSummary:
-    """Totals of a run; `ok` is False when any file or record failed."""
+    """Totals of a run, describing the outputs on disk after it; see `ok`."""
 
     results: list[FileResult] = field(default_factory=list)
     failure_log: Path | None = None
     seconds: float = 0.0
     failure_log_problem: str = ""  # why the failure log could not be written, if it could not
+    accept_invalid: bool = False
+    stopped: str | None = None  # why the run ended before every file was done
 
     def count(self, status: str) -> int:
         return sum(result.status == status for result in self.results)
@@ -110,8 +112,21 @@ class RunSummary:
         return sum(result.n_truncated for result in self.results)
 
     @property
+    def records_invalid(self) -> int:
+        return sum(result.n_invalid for result in self.results)
+
+    @property
     def ok(self) -> bool:
-        return self.count(FAILED) == 0 and self.records_failed == 0
+        """False when a file failed or is still being computed by another run, the run was
+        stopped, or an output lacks records (input-invalid ones count with `accept_invalid`
+        unset)."""
+        accepted = self.records_invalid if self.accept_invalid else 0
+        return (
+            self.count(FAILED) == 0
+            and self.count(LOCKED) == 0
+            and self.stopped is None
+            and self.records_failed - accepted == 0
+        )
 
 
 @dataclass(frozen=True)
@@ -194,8 +209,14 @@ def compute_file(
     prepared: PreparedFile,
     loaded: LoadedModel,
     on_batch: Callable[[int], None] = lambda count: None,
+    health: DeviceHealth | None = None,
 ) -> ComputedFile:
-    """Embed every batch of a prepared file; a failing batch fails its records, not the run."""
+    """Embed every batch of a prepared file; a failing batch fails its records, not the run.
+
+    Raises `DeviceFailedError` when `health` judges the device unusable: the file is then
+    not finished and must not be written.
+    """
+    health = health or DeviceHealth()
     n_records = len(prepared.tokens)
     # Rows left unwritten (failed records) are never read: `embedded` masks them.
     block = torch.empty(n_records, loaded.hidden_size, dtype=torch.float32, device=loaded.device)
@@ -227,12 +248,15 @@ def compute_file(
                     done.extend(outcome.rows)
                 settled.update(outcome.rows)
         except Exception as error:  # noqa: BLE001 - a bad batch is logged, the run goes on
+            health.batch_failed(error)  # unless the device itself failed
             message = f"{type(error).__name__}: {error}"
             failures += [
                 RecordFailure(records[r].id, "batch_error", message)
                 for r in batch.rows
                 if r not in settled
             ]
+        else:
+            health.batch_succeeded()
         on_batch(len(batch.rows))
     embedded = torch.zeros(n_records, dtype=torch.bool)
     embedded[torch.tensor(done, dtype=torch.long)] = True
@@ -274,45 +298,6 @@ def can_skip_reading(job: FileJob) -> bool:
         return False
 
 
-def existing_output_is_valid(job: FileJob, hidden_size: int) -> bool:
-    """True when the output exists, loads safely and validates; reports an invalid one."""
-    if not job.output.exists():
-        return False
-    try:
-        load_embeddings(job.output, hidden_size)
-    except OutputError as error:
-        log.warning("existing output will be rebuilt: %s", error)
-        return False
-    return True
-
-
-def existing_output_status(
-    job: FileJob, provenance: Provenance, settings: ExtractionSettings, input_sha256: str
-) -> FileResult | None:
-    """SKIPPED or STALE for a valid existing output, None when it must be (re)built.
-
-    The same rules for every entry point: an output that does not load or validate is
-    rebuilt; a stale one (another input, model or setting) is kept unless `redo_stale`.
-    """
-    if settings.overwrite or not existing_output_is_valid(job, provenance.hidden_size):
-        return None
-    try:
-        manifest = read_manifest(job.output)
-    except ManifestError as error:  # ours, and no longer telling what the output is
-        log.warning("%s: rebuilding %s", error, job.output)
-        return None
-    if manifest is None:  # e.g. the original pipeline's outputs: validated, kept
-        return FileResult(job, SKIPPED, message="valid output exists (no manifest)")
-    reasons = stale_reasons(manifest, provenance, input_sha256)
-    if not reasons:
-        return FileResult(job, SKIPPED, message="valid output exists")
-    if settings.redo_stale:
-        log.warning("%s is stale (%s): rebuilding", job.output, "; ".join(reasons))
-        return None
-    log.warning("%s is stale (%s): kept; --redo-stale rebuilds it", job.output, "; ".join(reasons))
-    return FileResult(job, STALE, message="; ".join(reasons))
-
-
 def warn_about_records(prepared: PreparedFile, settings: ExtractionSettings) -> None:
     contents = prepared.contents
     if contents.duplicate_ids:
@@ -350,20 +335,54 @@ class Extractor:
             loaded, settings.truncation_seq_length, settings.toks_per_batch
         )
 
-    def _existing_output_status(self, job: FileJob, input_sha256: str) -> FileResult | None:
-        return existing_output_status(job, self.provenance, self.settings, input_sha256)
+    def _examine(self, job: FileJob, input_sha256: str) -> ExistingOutput:
+        settings = self.settings
+        return examine_output(
+            job,
+            self.provenance,
+            input_sha256,
+            overwrite=settings.overwrite,
+            redo_stale=settings.redo_stale,
+        )
+
+    def _kept(self, job: FileJob, existing: ExistingOutput) -> FileResult:
+        """The result for an output that is kept: finished (SKIPPED) or STALE."""
+        if existing.verdict != FINISHED:
+            log.warning("%s is %s: kept; --redo-stale rebuilds it", job.output, existing.reason)
+            return FileResult(job, STALE, message=existing.reason.removeprefix("stale: "))
+        if existing.n_invalid:
+            log.warning(
+                "%s: %d records failed for an input reason (listed in %s and its manifest)",
+                job.fasta,
+                existing.n_invalid,
+                self.failure_log.path,
+            )
+        message = "valid output exists" + (f" ({existing.reason})" if existing.reason else "")
+        n = existing.n_invalid
+        return FileResult(job, SKIPPED, n_failed=n, n_invalid=n, message=message)
 
     def _prepare(self, job: FileJob) -> PreparedFile | FileResult:
         started = utc_now()
+        locked = False
         try:
-            remove_leftover_temporaries(job.output)
             # One read per input: hashed while parsed, unless only the hash may be needed.
             contents = None if can_skip_reading(job) else read_fasta(job.fasta)
             input_sha256 = contents.sha256 if contents else sha256_of(job.fasta)
-            existing = self._existing_output_status(job, input_sha256)
-            if existing is not None:
-                return existing
+            # Outputs are examined before locking: finished ones are skipped without a lock.
+            if (existing := self._examine(job, input_sha256)).verdict != BUILD:
+                return self._kept(job, existing)
+            if (holder := self._locks.try_acquire(job.output)) is not None:
+                log.warning("%s is being computed by %s: skipped", job.output, holder)
+                return FileResult(job, LOCKED, message=f"being computed by {holder}")
+            locked = True
+            # Examined again under the lock: another run may have finished it meanwhile.
+            if (existing := self._examine(job, input_sha256)).verdict != BUILD:
+                return self._kept(job, existing)
+            if existing.reason:
+                log.warning("existing output %s will be rebuilt: %s", job.output, existing.reason)
+            remove_leftover_temporaries(job.output)  # ours to remove: this run holds the lock
             prepared = prepare_file(job, self.loaded, self.settings, contents)
+            locked = False  # from here on, released once the file is written or abandoned
         except NoUsableRecordsError as error:
             self.failure_log.record_many(job.fasta, error.contents.failures)
             return self._file_failed(job, "unreadable_file", str(error), error.contents.n_read)
@@ -373,6 +392,9 @@ class Extractor:
             return self._file_failed(job, "unreadable_file", f"cannot read {job.fasta}: {error}")
         except Exception as error:  # noqa: BLE001 - one bad file must not end the run
             return self._file_failed(job, "file_error", f"{type(error).__name__}: {error}")
+        finally:
+            if locked:
+                self._locks.release(job.output)
         warn_about_records(prepared, self.settings)
         return dataclasses.replace(prepared, input_sha256=input_sha256, started=started)
 
@@ -382,25 +404,36 @@ class Extractor:
         return FileResult(job, FAILED, n_read=n_read, n_failed=n_read, message=message)
 
     def _write(self, computed: ComputedFile) -> FileResult:
-        job = computed.prepared.job
-        n_read = computed.prepared.contents.n_read
+        try:
+            return self._write_locked(computed)
+        finally:
+            self._locks.release(computed.prepared.job.output)
+
+    def _write_locked(self, computed: ComputedFile) -> FileResult:
+        prepared = computed.prepared
+        job = prepared.job
+        n_read = prepared.contents.n_read
         try:
             proteins, data, failures = assemble_output(computed, self.loaded.hidden_size)
-            save_embeddings_atomic(job.output, proteins, data)
-            prepared = computed.prepared
-            manifest = build_manifest(
-                self.provenance,
-                job.fasta,
-                prepared.input_sha256,
-                n_read,
-                len(proteins),
-                [failure.record_id for failure in failures],
-                prepared.started,
-            )
-            write_manifest(job.output, manifest)
+            if proteins:  # a file with no embedding writes no output
+                manifest = build_manifest(
+                    self.provenance,
+                    job.fasta,
+                    prepared.input_sha256,
+                    n_read,
+                    len(proteins),
+                    failures,
+                    prepared.started,
+                )
+                save_output_and_manifest(job.output, proteins, data, manifest)
         except (OutputError, OSError) as error:
             return self._file_failed(job, "write_error", str(error), n_read)
         self.failure_log.record_many(job.fasta, failures)
+        n_invalid = sum(is_input_failure(failure.kind) for failure in failures)
+        if not proteins:
+            message = f"none of its {n_read} records could be embedded: no output written"
+            log.error("%s: %s (see %s)", job.fasta, message, self.failure_log.path)
+            return FileResult(job, FAILED, n_read, 0, n_read, message=message, n_invalid=n_invalid)
         if failures:
             log.warning(
                 "%s: %d of %d records failed (see %s)",
@@ -410,7 +443,31 @@ class Extractor:
                 self.failure_log.path,
             )
         return FileResult(
-            job, WRITTEN, n_read, len(proteins), len(failures), computed.prepared.n_truncated
+            job,
+            WRITTEN,
+            n_read,
+            len(proteins),
+            len(failures),
+            prepared.n_truncated,
+            n_invalid=n_invalid,
+        )
+
+    def _device_failed(self, prepared: PreparedFile, error: DeviceFailedError) -> FileResult:
+        """The file being computed when the device failed: not written, redone by a rerun."""
+        self._locks.release(prepared.job.output)
+        message = f"not finished: the device failed ({error}); rerun to redo this file"
+        return self._file_failed(prepared.job, "device_error", message)
+
+    def _recheck_locked(self, result: FileResult) -> FileResult:
+        """A file another run was computing: finished by now (SKIPPED) or still LOCKED."""
+        try:
+            existing = self._examine(result.job, sha256_of(result.job.fasta))
+        except OSError:
+            return result
+        if existing.verdict != FINISHED:
+            return result
+        return dataclasses.replace(
+            self._kept(result.job, existing), message="finished by another run"
         )
 
     def _prepared_in_background(
@@ -454,12 +511,16 @@ class Extractor:
         `jobs` is consumed lazily by the reader thread, so it may be a queue-fed generator.
         """
         started = time.perf_counter()
-        summary = RunSummary(failure_log=self.failure_log.path)
+        summary = RunSummary(
+            failure_log=self.failure_log.path, accept_invalid=self.settings.accept_invalid
+        )
         if progress is None:
             jobs = list(jobs)
             progress = RunProgress(len(jobs), enabled=self.show_progress)
         stop = threading.Event()
         pending: list[Future] = []
+        self._locks = OutputLocks()
+        health = DeviceHealth()
 
         def finished(result: FileResult) -> None:
             summary.results.append(result)
@@ -473,12 +534,20 @@ class Extractor:
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
         try:
+            # On Ctrl-C or SIGTERM, leaving this block waits for the writes in progress: the
+            # outputs already computed are kept, and no temporary file is left.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastesm-write") as writer:
                 for item in self._prepared_in_background(jobs, stop):
                     if isinstance(item, FileResult):
                         finished(item)
                         continue
-                    computed = compute_file(item, self.loaded, progress.sequences)
+                    try:
+                        computed = compute_file(item, self.loaded, progress.sequences, health)
+                    except DeviceFailedError as error:
+                        finished(self._device_failed(item, error))
+                        summary.stopped = f"the device is unusable: {error}"
+                        log.error("%s; stopping after the files already finished", summary.stopped)
+                        break
                     pending.append(writer.submit(self._write, computed))
                     # Bound memory: at most two finished files wait for the disk.
                     while len(pending) > 2:
@@ -488,7 +557,12 @@ class Extractor:
         finally:
             sys.setswitchinterval(switch_interval)
             stop.set()
+            self._locks.close()  # locks of files prepared but never computed
             progress.close()
+        summary.results = [
+            self._recheck_locked(result) if result.status == LOCKED else result
+            for result in summary.results
+        ]
         summary.seconds = time.perf_counter() - started
         summary.failure_log_problem = self.failure_log.problem
         return summary

@@ -159,6 +159,7 @@ def extract_split(
     truncation_seq_length: int = 1024,
     overwrite: bool = False,
     redo_stale: bool = False,
+    accept_invalid: bool = False,
     failure_log: str | Path | None = None,
     show_progress: bool = True,
 ) -> tuple[list[SplitPart], RunSummary]:
@@ -220,6 +221,7 @@ def extract_split(
         truncation_seq_length=truncation_seq_length,
         overwrite=overwrite,
         redo_stale=redo_stale,
+        accept_invalid=accept_invalid,
         failure_log=failure_log,
         show_progress=show_progress,
     )

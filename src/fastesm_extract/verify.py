@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .fasta import FASTA_SUFFIXES, FastaError, read_fasta
 from .folders import files_under
-from .manifest import ManifestError, read_manifest
+from .manifest import ManifestError, is_complete, read_manifest
 from .store import OUTPUT_SUFFIX, OutputError, load_embeddings
 
 
@@ -99,6 +99,9 @@ def _verify(report: VerifyReport, fasta: str | Path | None, expected_dim: int | 
     except ManifestError as error:
         report.problems.append(str(error))
         manifest = None
+    if manifest is not None and not is_complete(manifest):
+        report.problems.append("never completed: its run was interrupted (rerun extract)")
+        return
     if fasta is None and manifest is not None:
         recorded = Path(manifest.get("input", {}).get("absolute_path", ""))
         fasta = recorded if recorded.is_file() else None

@@ -1,0 +1,104 @@
+"""SIGTERM behaves like Ctrl-C, with one process or worker processes (SPEC 8).
+
+Real signals are sent to a real CLI process in the middle of a run.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from helpers import (
+    cli_command,
+    finished_outputs,
+    random_proteins,
+    subprocess_environment,
+    write_fasta,
+)
+
+from fastesm_extract.verify import verify_output
+
+N_FILES = 6
+DEVICES = ["--devices", "cpu,cpu"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("signals-in")
+    for part in range(N_FILES):
+        write_fasta(folder / f"output_{part}.fa", random_proteins(100, 50, 300, seed=part))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("signals-reference")
+    command = cli_command(inputs, out, tiny_checkpoint, "--device", "cpu")
+    subprocess.run(command, env=subprocess_environment(), check=True, timeout=300)
+    return finished_outputs(out)
+
+
+def interrupt_after_first_output(command, out, signum, whole_group=False):
+    """Start `command`, send `signum` once an output is finished; returns (exit code, stderr)."""
+    process = subprocess.Popen(
+        command,
+        env=subprocess_environment(),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a job under Slurm
+    )
+    deadline = time.monotonic() + 120
+    while not finished_outputs(out) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before the signal: make the workload larger"
+    if whole_group:  # Ctrl-C in a terminal, or scancel: every process of the job
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+def assert_clean_stop(out, stderr, what):
+    assert "Traceback" not in stderr, stderr
+    assert stderr.count(f"fastesm-extract: {what}; finished outputs are kept") == 1, stderr
+    names = [path.name for path in out.iterdir()]
+    assert not [name for name in names if name.startswith(".tmp-")], names
+    assert not [name for name in names if name.endswith(".lock")], names
+    for name in finished_outputs(out):  # every output left is a finished unit
+        assert verify_output(out / name).ok, name
+
+
+CASES = [  # name, signal, exit status, message, extra options, to the whole process group
+    ("SIGTERM", signal.SIGTERM, 143, "terminated (SIGTERM)", [], False),
+    ("Ctrl-C", signal.SIGINT, 130, "interrupted", [], True),
+    ("SIGTERM --devices", signal.SIGTERM, 143, "terminated (SIGTERM)", DEVICES, False),
+    ("Ctrl-C --devices", signal.SIGINT, 130, "interrupted", DEVICES, True),
+]
+
+
+@pytest.mark.parametrize(
+    "signum, status, what, extra, whole_group",
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_a_signal_stops_the_run_cleanly_and_a_rerun_completes_it(
+    inputs, reference, tiny_checkpoint, tmp_path, signum, status, what, extra, whole_group
+):
+    out = tmp_path / "out"
+    command = cli_command(inputs, out, tiny_checkpoint, "--device", "cpu", *extra)
+    code, stderr = interrupt_after_first_output(command, out, signum, whole_group)
+    assert code == status, stderr
+    assert_clean_stop(out, stderr, what)
+    assert len(finished_outputs(out)) < N_FILES
+
+    rerun = subprocess.run(
+        cli_command(inputs, out, tiny_checkpoint, "--device", "cpu"),
+        env=subprocess_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert finished_outputs(out) == reference  # bitwise
