@@ -6,11 +6,10 @@ from helpers import write_fasta
 from fastesm_extract.fasta import (
     FastaError,
     clean_sequence,
-    is_fasta_name,
-    output_stem,
     parse_fasta,
     read_fasta,
 )
+from fastesm_extract.layout import is_fasta_name, output_stem
 
 
 def test_ids_are_header_text_up_to_first_whitespace(tmp_path):

@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from fastesm_extract import extract_files, read_fasta, verify_output
-from fastesm_extract.failures import FAILURE_LOG_NAME
+from fastesm_extract.layout import FAILURE_LOG_NAME
 from fastesm_extract.split import iter_parts, split_fasta
 
 LINE_ENDS = [b"\n", b"\r\n", b"\r"]

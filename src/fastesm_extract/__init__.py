@@ -1,9 +1,10 @@
 """fastesm-extract: FastESM2_650 protein embeddings as VirNucPro `_ESM.pt` files."""
 
 from .api import extract_fast_esm, extract_files
-from .failures import FAILURE_LOG_NAME, FailureLog, RecordFailure
+from .failures import FailureLog, RecordFailure
 from .fasta import FastaError, ProteinRecord, read_fasta
 from .jobs import FileJob, InputError, plan_jobs
+from .layout import FAILURE_LOG_NAME
 from .merge import (
     MergeError,
     MergeOutcome,
@@ -15,9 +16,10 @@ from .merge import (
 )
 from .model import DEFAULT_MODEL, LoadedModel, ModelLoadError, load_model, prepare_model
 from .parallel import Shard, shard_from_environment
-from .pipeline import ExtractionSettings, Extractor, FileResult, RunSummary
+from .pipeline import ExtractionSettings, Extractor
 from .split import SplitPart, extract_split, split_fasta
 from .store import OutputError, load_embeddings, save_embeddings_atomic
+from .summary import FileResult, RunSummary, Status
 from .verify import VerifyReport, verify_output
 
 __version__ = "0.1.0"
@@ -42,6 +44,7 @@ __all__ = [
     "RecordFailure",
     "RunSummary",
     "Shard",
+    "Status",
     "SplitPart",
     "VerifyReport",
     "extract_fast_esm",

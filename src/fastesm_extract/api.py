@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
-from .failures import FAILURE_LOG_NAME, FailureLog
+from .failures import FailureLog
 from .jobs import FileJob, check_failure_log, check_writable, plan_jobs
+from .layout import FAILURE_LOG_NAME, manifest_path
 from .manifest import (
     Provenance,
     build_manifest,
-    manifest_path,
     save_output_and_manifest,
     sha256_of,
     utc_now,
@@ -31,7 +31,6 @@ from .parallel import (
 from .pipeline import (
     ExtractionSettings,
     Extractor,
-    RunSummary,
     assemble_output,
     compute_file,
     prepare_file,
@@ -40,6 +39,7 @@ from .pipeline import (
 from .resume import BUILD, STALE, examine_output
 from .same_file import refuse_writing_over_inputs
 from .store import load_embeddings
+from .summary import FAILED, SKIPPED, WRITTEN, RunSummary
 
 log = logging.getLogger("fastesm_extract")
 
@@ -232,9 +232,9 @@ def extract_files(
         "done in %.1f s: %d files written, %d skipped, %d failed; %d records embedded, %d failed, "
         "%d truncated",
         summary.seconds,
-        summary.count("written"),
-        summary.count("skipped"),
-        summary.count("failed"),
+        summary.count(WRITTEN),
+        summary.count(SKIPPED),
+        summary.count(FAILED),
         summary.records_embedded,
         summary.records_failed,
         summary.records_truncated,

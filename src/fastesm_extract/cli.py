@@ -13,12 +13,13 @@ from . import __version__
 from .api import extract_files
 from .fasta import FastaError
 from .jobs import InputError
-from .merge import MergeError, MergeOutcome, merge_files, merge_folder, merge_name
+from .layout import FAILURE_LOG_NAME, PARTS_FOLDER, merged_name
+from .merge import MergeError, MergeOutcome, merge_files, merge_folder
 from .model import DEFAULT_MODEL, ModelLoadError
 from .parallel import parse_devices, parse_shard, shard_from_environment
-from .pipeline import FAILED, LOCKED, STALE, WRITTEN, RunSummary
 from .signals import exit_status, sigterm_as_interrupt
-from .split import PARTS_FOLDER, extract_split
+from .split import extract_split
+from .summary import FAILED, LOCKED, SKIPPED, STALE, WRITTEN, RunSummary
 from .verify import find_outputs, verify_output
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3  # 130/143: signals.py
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument(
         "--failure-log",
         metavar="PATH",
-        help="failure log (default OUTDIR or ./extraction_failures.log)",
+        help=f"failure log (default OUTDIR or ./{FAILURE_LOG_NAME})",
     )
     extract.add_argument(
         "--overwrite",
@@ -179,7 +180,7 @@ def print_summary(summary: RunSummary) -> None:
     invalid = summary.records_invalid
     accepted = " (accepted)" if summary.accept_invalid else ""
     print(
-        f"fastesm-extract: {summary.count('written')} written, {summary.count('skipped')} "
+        f"fastesm-extract: {summary.count(WRITTEN)} written, {summary.count(SKIPPED)} "
         f"skipped, {len(failed_files)} failed files; {summary.records_embedded} records "
         f"embedded, {summary.records_failed} failed"
         + (f" ({invalid} invalid input{accepted})" if invalid else "")
@@ -321,7 +322,7 @@ def run_merge(args: argparse.Namespace) -> int:
             return usage_error(f"{', '.join(missing)} does not exist")
         return usage_error("give a DNABERT-S file and an ESM file, or a DNABERT-S folder")
     if output.is_dir():
-        output = output / merge_name(dnabert_s)
+        output = output / merged_name(dnabert_s)
     try:
         result = merge_files(dnabert_s, esm, output, **options)
     except InputError as error:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 log = logging.getLogger("fastesm_extract")
 
-FAILURE_LOG_NAME = "extraction_failures.log"
 WHOLE_FILE = "-"
 # Kinds caused by the input itself: a rerun fails them again, so it reports them instead of
 # recomputing. Every other kind (out_of_memory, batch_error, non_finite_embedding,

@@ -19,7 +19,6 @@ from typing import BinaryIO
 
 from .failures import RecordFailure
 
-FASTA_SUFFIXES = (".fa", ".faa", ".fasta")
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _BLOCK = 1 << 20
@@ -54,24 +53,6 @@ class FastaContents:
     @property
     def n_read(self) -> int:
         return len(self.records) + len(self.failures)
-
-
-def output_stem(path: Path) -> str:
-    """Input name without `.gz` and its FASTA extension: `output_1.fa.gz` -> `output_1`."""
-    name = path.name
-    if name.lower().endswith(".gz"):
-        name = name[:-3]
-    for suffix in FASTA_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
-
-
-def is_fasta_name(path: Path) -> bool:
-    name = path.name.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    return name.endswith(FASTA_SUFFIXES)
 
 
 class FastaReader:

@@ -6,9 +6,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fasta import is_fasta_name, output_stem
 from .folders import files_under
-from .store import OUTPUT_SUFFIX
+from .layout import is_fasta_name, output_path_for
 
 
 class InputError(Exception):
@@ -21,16 +20,6 @@ class FileJob:
 
     fasta: Path
     output: Path
-
-
-def output_path_for(fasta: Path, output_dir: Path | None, relative_to: Path | None) -> Path:
-    """`<stem>_ESM.pt` beside the input, or under `output_dir` keeping the folder layout."""
-    name = output_stem(fasta) + OUTPUT_SUFFIX
-    if output_dir is None:
-        return fasta.parent / name
-    if relative_to is None:
-        return output_dir / name
-    return output_dir / fasta.parent.relative_to(relative_to) / name
 
 
 def plan_jobs(inputs: list[str | Path], output_dir: str | Path | None = None) -> list[FileJob]:

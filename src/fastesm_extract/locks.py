@@ -18,17 +18,12 @@ import time
 import uuid
 from pathlib import Path
 
+from .layout import lock_path
+
 log = logging.getLogger("fastesm_extract")
 
-LOCK_SUFFIX = ".lock"
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = float(os.environ.get("FASTESM_EXTRACT_LOCK_STALE_S", 15 * 60))
-
-
-def lock_path(output: str | Path) -> Path:
-    """`x_ESM.pt` -> `x_ESM.pt.lock`."""
-    output = Path(output)
-    return output.with_name(output.name + LOCK_SUFFIX)
 
 
 def _pid_is_alive(pid: int) -> bool:

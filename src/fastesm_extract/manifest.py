@@ -24,19 +24,13 @@ from pathlib import Path
 import torch
 
 from .failures import RecordFailure
+from .layout import manifest_path
 from .model import LoadedModel
 from .store import atomic_write, save_embeddings_atomic
 
 FORMAT_VERSION = 1
-MANIFEST_SUFFIX = ".json"
 PENDING, COMPLETE = "pending", "complete"
 _HASH_CHUNK = 1 << 20
-
-
-def manifest_path(output: str | Path) -> Path:
-    """`x_ESM.pt` -> `x_ESM.pt.json`."""
-    output = Path(output)
-    return output.with_name(output.name + MANIFEST_SUFFIX)
 
 
 def sha256_of(path: str | Path) -> str:

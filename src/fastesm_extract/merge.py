@@ -20,21 +20,21 @@ import torch
 
 from .folders import files_under
 from .jobs import InputError
-from .pipeline import FAILED, SKIPPED, WRITTEN
-from .same_file import refuse_writing_over_inputs
-from .store import (
-    OUTPUT_SUFFIX,
-    OutputError,
-    atomic_write,
-    load_embeddings,
-    load_weights_only,
+from .layout import (
+    DNABERT_S_SUFFIX,
+    dnabert_s_partner,
+    esm_partner,
+    is_dnabert_s_name,
+    is_output_name,
+    merged_name,
 )
+from .same_file import refuse_writing_over_inputs
+from .store import OutputError, atomic_write, load_embeddings, load_weights_only
+from .summary import FAILED, SKIPPED, WRITTEN, Status
 
 log = logging.getLogger("fastesm_extract")
 
 DNABERT_S_DIM = 768
-DNABERT_S_SUFFIX = "_DNABERT_S.pt"
-MERGED_SUFFIX = "_merged.pt"
 LABELS = {"viral": 1, "host": 0}
 # Hidden sizes of the ESM2 family, to say which model a mismatching file probably came from.
 KNOWN_ESM_SIZES = {
@@ -80,7 +80,7 @@ class MergeOutcome:
     """What happened to one pair (or unpaired file) of a folder merge."""
 
     output: Path | None
-    status: str  # WRITTEN, SKIPPED or FAILED
+    status: Status  # WRITTEN, SKIPPED or FAILED
     message: str = ""
     dnabert_s: Path | None = None
     esm: Path | None = None
@@ -323,13 +323,6 @@ def _is_merged_content(content: object, labels: list[int] | None, expect_dim: in
     )
 
 
-def merge_name(dnabert_s_file: Path) -> str:
-    """`output_1_DNABERT_S.pt` -> `output_1_merged.pt` (`x.pt` -> `x_merged.pt`)."""
-    name = dnabert_s_file.name
-    stem = name[: -len(DNABERT_S_SUFFIX)] if name.endswith(DNABERT_S_SUFFIX) else Path(name).stem
-    return stem + MERGED_SUFFIX
-
-
 def merge_folder(
     dnabert_s_dir: str | Path,
     esm_dir: str | Path | None,
@@ -355,16 +348,15 @@ def merge_folder(
     for folder in dict.fromkeys((dnabert_s_dir, esm_dir)):
         if not folder.is_dir():
             raise MergeError(f"{folder} is not a folder")
-    dnabert_files = [p for p in files_under(dnabert_s_dir) if p.name.endswith(DNABERT_S_SUFFIX)]
+    dnabert_files = [p for p in files_under(dnabert_s_dir) if is_dnabert_s_name(p)]
     if not dnabert_files:
         raise MergeError(f"{dnabert_s_dir} holds no *{DNABERT_S_SUFFIX} files")
-    esm_files = [p for p in files_under(esm_dir) if p.name.endswith(OUTPUT_SUFFIX)]
+    esm_files = [p for p in files_under(esm_dir) if is_output_name(p)]
     planned = []  # (DNABERT-S file, its ESM partner, merged file)
     for dnabert_file in dnabert_files:
+        esm_file = esm_partner(dnabert_file, dnabert_s_dir, esm_dir)
         relative = dnabert_file.parent.relative_to(dnabert_s_dir)
-        stem = dnabert_file.name[: -len(DNABERT_S_SUFFIX)]
-        esm_file = esm_dir / relative / f"{stem}{OUTPUT_SUFFIX}"
-        planned.append((dnabert_file, esm_file, out_dir / relative / merge_name(dnabert_file)))
+        planned.append((dnabert_file, esm_file, out_dir / relative / merged_name(dnabert_file)))
     refuse_writing_over_inputs(
         [*dnabert_files, *esm_files], [output for _, _, output in planned], "choose another -o"
     )
@@ -406,9 +398,7 @@ def merge_folder(
         outcomes.append(MergeOutcome(output, WRITTEN, "", dnabert_file, esm_file, len(result.ids)))
     for esm_file in esm_files:
         if esm_file.resolve() not in paired_esm:
-            relative = esm_file.parent.relative_to(esm_dir)
-            stem = esm_file.name[: -len(OUTPUT_SUFFIX)]
-            partner = dnabert_s_dir / relative / f"{stem}{DNABERT_S_SUFFIX}"
+            partner = dnabert_s_partner(esm_file, esm_dir, dnabert_s_dir)
             message = f"{esm_file} has no DNABERT-S partner {partner}"
             log.log(logging.WARNING if allow_missing else logging.ERROR, "%s", message)
             outcomes.append(MergeOutcome(None, unpaired_status, message, None, esm_file))

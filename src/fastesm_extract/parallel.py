@@ -22,10 +22,11 @@ from .failures import WHOLE_FILE, FailureLog, RecordFailure
 from .jobs import FileJob, InputError
 from .manifest import ManifestError, is_complete, read_manifest, sha256_of
 from .model import ModelLoadError, load_model
-from .pipeline import FAILED, WRITTEN, ExtractionSettings, Extractor, FileResult, RunSummary
+from .pipeline import ExtractionSettings, Extractor
 from .progress import RunProgress
 from .signals import Terminated
 from .store import OutputError, load_embeddings
+from .summary import FAILED, WRITTEN, FileResult, RunSummary
 
 log = logging.getLogger("fastesm_extract")
 

@@ -17,8 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -46,13 +45,12 @@ from .store import (
     remove_leftover_temporaries,
     validate_block,
 )
+from .summary import FAILED, LOCKED, SKIPPED, STALE, WRITTEN, FileResult, RunSummary
 from .tokens import UNKNOWN_REFUSED, EsmAlphabet
 
 log = logging.getLogger("fastesm_extract")
 
 SWITCH_INTERVAL_S = 0.0005
-WRITTEN, SKIPPED, STALE, FAILED = "written", "skipped", "stale", "failed"
-LOCKED = "locked"  # being computed by another run: skipped by this one
 
 
 @dataclass(frozen=True)
@@ -69,64 +67,6 @@ class ExtractionSettings:
     def __post_init__(self) -> None:
         if self.toks_per_batch < 1 or self.truncation_seq_length < 1:
             raise ValueError("toks_per_batch and truncation_seq_length must be positive")
-
-
-@dataclass(frozen=True)
-class FileResult:
-    """What happened to one input file."""
-
-    job: FileJob
-    status: str  # WRITTEN, SKIPPED, STALE, LOCKED or FAILED
-    n_read: int = 0
-    n_embedded: int = 0
-    n_failed: int = 0  # records without an embedding in the output on disk
-    n_truncated: int = 0
-    message: str = ""
-    n_invalid: int = 0  # of n_failed: failed for an input reason (reported on every rerun)
-
-
-@dataclass
-class RunSummary:
-    """Totals of a run, describing the outputs on disk after it; see `ok`."""
-
-    results: list[FileResult] = field(default_factory=list)
-    failure_log: Path | None = None
-    seconds: float = 0.0
-    failure_log_problem: str = ""  # why the failure log could not be written, if it could not
-    accept_invalid: bool = False
-    stopped: str | None = None  # why the run ended before every file was done
-
-    def count(self, status: str) -> int:
-        return sum(result.status == status for result in self.results)
-
-    @property
-    def records_embedded(self) -> int:
-        return sum(result.n_embedded for result in self.results)
-
-    @property
-    def records_failed(self) -> int:
-        return sum(result.n_failed for result in self.results)
-
-    @property
-    def records_truncated(self) -> int:
-        return sum(result.n_truncated for result in self.results)
-
-    @property
-    def records_invalid(self) -> int:
-        return sum(result.n_invalid for result in self.results)
-
-    @property
-    def ok(self) -> bool:
-        """False when a file failed or is still being computed by another run, the run was
-        stopped, or an output lacks records (input-invalid ones count with `accept_invalid`
-        unset)."""
-        accepted = self.records_invalid if self.accept_invalid else 0
-        return (
-            self.count(FAILED) == 0
-            and self.count(LOCKED) == 0
-            and self.stopped is None
-            and self.records_failed - accepted == 0
-        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ its old output is deleted before the part is rewritten.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,21 +24,24 @@ from pathlib import Path
 import torch
 
 from .api import extract_files
-from .failures import FAILURE_LOG_NAME
 from .fasta import FastaError, FastaReader
 from .jobs import InputError, check_failure_log
-from .manifest import manifest_path
+from .layout import (
+    FAILURE_LOG_NAME,
+    PART_NAME,
+    PART_OUTPUT_NAME,
+    manifest_path,
+    numbered,
+    part_name,
+    part_output_name,
+    parts_folder,
+)
 from .model import DEFAULT_MODEL, LoadedModel, load_model
-from .pipeline import RunSummary
 from .same_file import refuse_writing_over_inputs
-from .store import OUTPUT_SUFFIX, atomic_write
+from .store import atomic_write
+from .summary import RunSummary
 
 log = logging.getLogger("fastesm_extract")
-
-PARTS_FOLDER = "parts"
-PART_PREFIX = "output_"
-_PART_NAME = re.compile(r"output_(\d+)\.fa")
-_PART_OUTPUT_NAME = re.compile(r"output_(\d+)_ESM\.pt")
 
 
 @dataclass(frozen=True)
@@ -52,30 +54,12 @@ class SplitPart:
     rewritten: bool  # False when an identical part file was already there
 
 
-def part_name(index: int) -> str:
-    """`3` -> `output_3.fa`, the name `split_fasta_file()` gives part 3."""
-    return f"{PART_PREFIX}{index}.fa"
-
-
-def part_output_name(index: int) -> str:
-    """`3` -> `output_3_ESM.pt`."""
-    return f"{PART_PREFIX}{index}{OUTPUT_SUFFIX}"
-
-
-def _numbered(folder: Path, pattern: re.Pattern, above: int) -> list[str]:
-    """Names in `folder` matching `pattern` whose number is above `above`, in number order."""
-    found = [
-        (int(m.group(1)), p.name) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))
-    ]
-    return [name for number, name in sorted(found) if number > above]
-
-
 def files_a_split_may_write(output_dir: Path) -> list[Path]:
     """The part files and part outputs (with manifests) already in `output_dir`: a split
     into `output_dir` may rewrite or delete any of them."""
-    parts_dir = output_dir / PARTS_FOLDER
-    parts = _numbered(parts_dir, _PART_NAME, 0) if parts_dir.is_dir() else []
-    outputs = _numbered(output_dir, _PART_OUTPUT_NAME, 0) if output_dir.is_dir() else []
+    parts_dir = parts_folder(output_dir)
+    parts = numbered(parts_dir, PART_NAME)
+    outputs = numbered(output_dir, PART_OUTPUT_NAME)
     return [
         *(parts_dir / name for name in parts),
         *(output_dir / name for name in outputs),
@@ -133,7 +117,7 @@ def split_fasta(
             before_rewrite(index)
             atomic_write(target, lambda handle, content=content: handle.write(content))
         parts.append(SplitPart(index, target, n_records, not unchanged))
-    leftovers = _numbered(parts_dir, _PART_NAME, len(parts))
+    leftovers = numbered(parts_dir, PART_NAME, len(parts))
     if leftovers:
         log.warning(
             "%s: %d part files from an earlier split are not part of this one and are ignored: %s",
@@ -190,8 +174,8 @@ def extract_split(
             log.warning("%s: part %d changed; removing its old output %s", fasta, index, stale)
             stale.unlink()
 
-    parts = split_fasta(fasta, output_dir / PARTS_FOLDER, records_per_part, drop_stale_output)
-    if output_dir.is_dir() and (leftovers := _numbered(output_dir, _PART_OUTPUT_NAME, len(parts))):
+    parts = split_fasta(fasta, parts_folder(output_dir), records_per_part, drop_stale_output)
+    if leftovers := numbered(output_dir, PART_OUTPUT_NAME, len(parts)):
         log.warning(
             "%s: %d outputs from an earlier split are not part of this one (remove them before "
             "merging): %s",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import glob
 import os
 import secrets
 import threading
@@ -14,8 +13,7 @@ from typing import BinaryIO
 
 import torch
 
-OUTPUT_SUFFIX = "_ESM.pt"
-TEMP_PREFIX = ".tmp-"
+from .layout import temporaries_of, temporary_path
 
 
 class OutputError(Exception):
@@ -131,7 +129,7 @@ def remove_leftover_temporaries(path: str | Path) -> list[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    leftovers = list(path.parent.glob(f"{TEMP_PREFIX}{glob.escape(path.name)}.*.part"))
+    leftovers = temporaries_of(path)
     for leftover in leftovers:
         leftover.unlink(missing_ok=True)
     return leftovers
@@ -145,7 +143,7 @@ def _create_temporary(path: Path) -> BinaryIO:
     the outputs.
     """
     while True:
-        candidate = path.parent / f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}.part"
+        candidate = temporary_path(path, secrets.token_hex(4))
         try:
             return open(candidate, "xb")  # noqa: SIM115 - closed by the caller
         except FileExistsError:

@@ -6,10 +6,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .fasta import FASTA_SUFFIXES, FastaError, read_fasta
+from .fasta import FastaError, read_fasta
 from .folders import files_under
+from .layout import fasta_candidates, is_output_name
 from .manifest import ManifestError, is_complete, read_manifest
-from .store import OUTPUT_SUFFIX, OutputError, load_embeddings
+from .store import OutputError, load_embeddings
 
 
 @dataclass
@@ -34,7 +35,7 @@ def find_outputs(paths: list[str | Path]) -> list[Path]:
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            found += [p for p in files_under(path) if p.name.endswith(OUTPUT_SUFFIX)]
+            found += [p for p in files_under(path) if is_output_name(p)]
         else:
             found.append(path)
     return found
@@ -42,12 +43,7 @@ def find_outputs(paths: list[str | Path]) -> list[Path]:
 
 def fasta_beside(output: Path) -> Path | None:
     """`x_ESM.pt` -> an existing `x.fa`/`.faa`/`.fasta` (optionally `.gz`) in the same folder."""
-    stem = output.name.removesuffix(OUTPUT_SUFFIX)
-    for suffix in FASTA_SUFFIXES:
-        for name in (stem + suffix, stem + suffix + ".gz"):
-            if (output.parent / name).is_file():
-                return output.parent / name
-    return None
+    return next((path for path in fasta_candidates(output) if path.is_file()), None)
 
 
 def _compare_ids(report: VerifyReport, proteins: list[str], expected: list[str], manifest) -> None:
