@@ -131,3 +131,71 @@ def test_allocation_failures_raised_as_plain_runtime_errors_are_split_like_oom(
     proteins, data = load_embeddings(tmp_path / "out" / "p_ESM.pt")
     assert proteins == expected[0]
     assert torch.allclose(torch.stack(data), torch.stack(expected[1]), atol=1e-5)
+
+
+BROKEN_MODELING = '''
+import os
+from transformers import EsmModel
+
+
+class DeviceFailsOnce(EsmModel):
+    """The first process to reach its 3rd forward call claims the marker file and from then
+    on fails every call, as a GPU with a sticky fault does; other processes never fail."""
+
+    calls, broken = 0, False
+
+    def forward(self, *args, **kwargs):
+        type(self).calls += 1
+        marker = os.environ["BROKEN_DEVICE_MARKER"]
+        if type(self).calls == 3 and not os.path.exists(marker):
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                type(self).broken = True
+            except FileExistsError:
+                pass
+        if type(self).broken:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return super().forward(*args, **kwargs)
+'''
+
+
+def test_with_devices_a_failed_device_stops_its_worker_and_the_others_go_on(
+    tiny_checkpoint, tmp_path
+):
+    import json
+    import shutil
+    import subprocess
+
+    from helpers import cli_command, subprocess_environment
+
+    checkpoint = tmp_path / "breaks-once"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    (checkpoint / "modeling_broken.py").write_text(BROKEN_MODELING)
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_broken.DeviceFailsOnce"}
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for part in range(8):
+        write_fasta(folder / f"output_{part}.fa", random_proteins(40, 5, 40, seed=part))
+    out = tmp_path / "out"
+    env = {**subprocess_environment(), "BROKEN_DEVICE_MARKER": str(tmp_path / "marker")}
+    command = cli_command(folder, out, checkpoint, "--toks-per-batch", "200")
+    result = subprocess.run(
+        [*command, "--devices", "cpu,cpu"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == EXIT_FAILURES, result.stderr
+    assert "STOPPED: cpu: the device is unusable" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "its worker's device failed" in result.stderr  # the files it had taken
+    written = sorted(out.glob("*_ESM.pt"))
+    assert 1 <= len(written) < 8  # the other worker went on; the failed one lost its files
+    for output in written:  # nothing written with missing records as if done
+        assert len(load_embeddings(output)[0]) == 40
+        assert read_manifest(output)["records"]["failed"] == 0
+
+    rerun = subprocess.run(
+        [*command, "--device", "cpu"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{8 - len(written)} written, {len(written)} skipped" in rerun.stderr

@@ -323,6 +323,12 @@ def run_on_devices(
                 summary.stopped = "; ".join(filter(None, [summary.stopped, payload]))
             elif kind == "exit":
                 finished.add(worker)
+                # Files a stopped worker had taken but not begun (read ahead): not done.
+                summary.results += [
+                    FileResult(job, FAILED, message="not begun: its worker's device failed; rerun")
+                    for job in in_flight[worker].values()
+                ]
+                in_flight[worker].clear()
                 summary.failure_log_problem = payload or summary.failure_log_problem
     except KeyboardInterrupt:
         # Ctrl-C reaches the workers too; SIGTERM may reach only this process: pass it on
