@@ -54,6 +54,7 @@ def esm_outputs(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*_ESM.pt"))}
 
 
-def temporaries(folder: Path) -> list[str]:
-    """Files a write left behind (`.tmp-*`), anywhere under `folder`."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".tmp*"))
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files (`.tmp-*`) and locks (`*.lock`) a run left anywhere under `folder`."""
+    found = [*folder.rglob(".tmp*"), *folder.rglob("*.lock")]
+    return sorted(str(p.relative_to(folder)) for p in found)

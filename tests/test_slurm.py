@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_helpers import esm_outputs, temporaries, write_readme_script
+from cluster_helpers import esm_outputs, leftovers, write_readme_script
 from helpers import subprocess_environment
 from slurm_cluster import SlurmCluster, start_cluster
 
@@ -196,7 +196,7 @@ def test_scancel_and_time_limit_mid_run_then_resubmitting_completes_every_output
         assert 1 <= sum(output.exists() for output in share) < len(share)  # ended mid-run ...
     assert all(kept[name] == cluster_reference[name] for name in kept)  # ... kept whole files
     first_run = {task: (tasks[task]["ExitCode"], task_log(tmp_path, first, task)) for task in "12"}
-    left_by_first_run = temporaries(out)
+    left_by_first_run = leftovers(out)
 
     # Resubmit the same array, not slowed down: it finishes the rest and cleans up.
     again = submit_readme_array(
@@ -205,7 +205,7 @@ def test_scancel_and_time_limit_mid_run_then_resubmitting_completes_every_output
     tasks = slurm_cluster.wait(again, timeout=300)
     assert states(tasks) == {"1": ("COMPLETED", "0:0"), "2": ("COMPLETED", "0:0")}
     assert esm_outputs(out) == cluster_reference  # bitwise, every file
-    assert temporaries(out) == []
+    assert leftovers(out) == []
     assert folder_contents(out) == finished_outputs_only(cluster_reference)
     skipped = sum(
         int(task_log(tmp_path, again, task).split(" written, ")[1].split(" skipped")[0])
@@ -213,12 +213,11 @@ def test_scancel_and_time_limit_mid_run_then_resubmitting_completes_every_output
     )
     assert skipped == len(kept)  # finished outputs were not recomputed
 
-    # SPEC 8: SIGTERM (time limit, scancel) ends a run like Ctrl-C: temporaries removed, one
-    # line, exit status 143, which Slurm records as ExitCode 143:0.
-    if all(exit_code == "0:15" for exit_code, _ in first_run.values()):
-        pytest.xfail("the first run died by SIGTERM (ExitCode 0:15) instead of exiting 143")
+    # SPEC 8: SIGTERM (time limit, scancel) ends a run like Ctrl-C: temporaries and locks
+    # removed, one line, exit status 143, which Slurm records as ExitCode 143:0.
     for task, (exit_code, log) in first_run.items():
         lines = [line for line in log.splitlines() if not line.startswith("slurmstepd")]
         assert exit_code == "143:0", f"task {task}: {log}"
         assert len(lines) == 1 and lines[0].startswith("fastesm-extract: "), log
+        assert "SIGTERM" in lines[0] and "rerun" in lines[0], log
     assert left_by_first_run == []

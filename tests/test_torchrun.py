@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster_helpers import esm_outputs, temporaries, write_readme_script
+from cluster_helpers import esm_outputs, leftovers, write_readme_script
 from helpers import subprocess_environment
 
 TORCHRUN_SCRIPT = "exec torchrun"  # marks README's torchrun script
@@ -41,7 +41,7 @@ def test_readme_torchrun_script_ranks_equal_one_process_run(
 
     assert run.returncode == 0, run.stderr[-3000:]
     assert esm_outputs(tmp_path / "esm") == cluster_reference  # bitwise, all 10 files
-    assert temporaries(tmp_path / "esm") == []
+    assert leftovers(tmp_path / "esm") == []
     # two ranks, 5 files each, each with its own one-line summary
     assert run.stderr.count("fastesm-extract: 5 written, 0 skipped, 0 failed files") == 2
 
@@ -65,6 +65,6 @@ def test_readme_python_script_under_torchrun_ranks_equal_one_process_run(
 
     assert run.returncode == 0, run.stderr[-3000:]
     assert esm_outputs(tmp_path / "esm") == cluster_reference
-    assert temporaries(tmp_path / "esm") == []
+    assert leftovers(tmp_path / "esm") == []
     assert "shard 1/2 (torchrun): 5 files" in run.stderr  # each rank logged its share
     assert "shard 2/2 (torchrun): 5 files" in run.stderr
