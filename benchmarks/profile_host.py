@@ -56,10 +56,10 @@ def profile_host(options: Options, tokenizer: EsmTokenizer, top: int = 30) -> No
         computed = compute_file(prepared, loaded)
         stage_seconds["compute_file (forward, pool)"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        proteins, data, _ = assemble_output(computed, loaded.hidden_size)
+        output = assemble_output(computed, loaded.hidden_size)
         stage_seconds["assemble_output (views, validate)"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        save_embeddings_atomic(job.output, proteins, data)
+        save_embeddings_atomic(job.output, output.proteins, output.data)
         stage_seconds["save_embeddings_atomic"].append(time.perf_counter() - started)
 
     stage_seconds: dict[str, list[float]] = {

@@ -6,6 +6,7 @@ import torch
 from helpers import random_proteins, write_fasta
 
 import fastesm_extract.api as api
+import fastesm_extract.config as config
 from fastesm_extract import extract_fast_esm
 from fastesm_extract.manifest import (
     Provenance,
@@ -73,7 +74,7 @@ def test_the_default_model_is_not_loaded_for_a_finished_output(
         raise AssertionError("the model was loaded")
 
     api._default_model.cache_clear()
-    monkeypatch.setattr(api, "load_model", no_loading)
+    monkeypatch.setattr(config, "load_model", no_loading)
     records = [line[1:] for line in fasta.read_text().splitlines() if line.startswith(">")]
     data = [torch.randn(1280) for _ in records]
     out = tmp_path / "p_ESM.pt"

@@ -133,7 +133,7 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(tmp_path, monkeypatch, 
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody expected")
 
-    monkeypatch.setattr(cli, "extract_files", broken)
+    monkeypatch.setattr(cli, "run", broken)
     monkeypatch.delenv("FASTESM_EXTRACT_DEBUG", raising=False)
     (tmp_path / "a.fa").write_text(">a\nMK\n")
     assert main(["extract", str(tmp_path / "a.fa"), "--device", "cpu"]) == cli.EXIT_INTERNAL

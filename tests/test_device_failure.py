@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import random_proteins, write_fasta
 
-import fastesm_extract.api as api
+import fastesm_extract.config as config
 from fastesm_extract import FAILURE_LOG_NAME, extract_fast_esm, extract_files, load_embeddings
 from fastesm_extract.cli import EXIT_FAILURES, main
 from fastesm_extract.manifest import read_manifest
@@ -89,7 +89,7 @@ def test_the_cli_exits_1_with_a_message_to_rerun(
     tiny_model, three_files, tmp_path, monkeypatch, capsys
 ):
     broken = BreaksFromCall(tiny_model.model, 2, lambda: RuntimeError(ILLEGAL_ACCESS))
-    monkeypatch.setattr(api, "load_model", lambda *args, **kwargs: _with(tiny_model, broken))
+    monkeypatch.setattr(config, "load_model", lambda *args, **kwargs: _with(tiny_model, broken))
     argv = ["extract", str(three_files), "-o", str(tmp_path / "out"), "--device", "cpu", "-q"]
     assert main([*argv, "--toks-per-batch", "200"]) == EXIT_FAILURES
     err = capsys.readouterr().err

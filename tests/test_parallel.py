@@ -23,11 +23,11 @@ from helpers import (
 
 from fastesm_extract import extract_files, load_embeddings
 from fastesm_extract.cli import EXIT_USAGE, main
+from fastesm_extract.config import parse_devices
 from fastesm_extract.jobs import FileJob, InputError
 from fastesm_extract.manifest import is_complete, read_manifest
-from fastesm_extract.parallel import (
+from fastesm_extract.shards import (
     Shard,
-    parse_devices,
     parse_shard,
     shard_from_environment,
     shard_jobs,
@@ -142,7 +142,7 @@ def test_device_lists():
 
 def test_torchrun_rank_takes_its_own_gpu_in_the_library(tmp_path, monkeypatch):
     """`extract_files` itself maps LOCAL_RANK to cuda:N, so Python callers get it too."""
-    import fastesm_extract.api as api
+    import fastesm_extract.config as config
 
     asked = []
 
@@ -150,7 +150,7 @@ def test_torchrun_rank_takes_its_own_gpu_in_the_library(tmp_path, monkeypatch):
         asked.append(device)
         raise InputError("stop before loading")
 
-    monkeypatch.setattr(api, "load_model", record_device)
+    monkeypatch.setattr(config, "load_model", record_device)
     folder = make_inputs(tmp_path / "in", 2, records=2)
     env = {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "3"}
     for options in ({}, {"device": "cuda:1"}, {"devices": ["cuda:2"]}, {"device": "cpu"}):
@@ -305,8 +305,7 @@ def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(tiny_checkpo
 
 
 def test_a_dead_workers_files_are_failed_unless_it_finished_them(tiny_model, tmp_path):
-    from fastesm_extract.parallel import WorkerSpec, _lost_files
-    from fastesm_extract.pipeline import ExtractionSettings
+    from fastesm_extract.parallel import _lost_files
 
     folder = make_inputs(tmp_path / "in", 2, records=3)
     extract_files([folder / "output_0.fa"], tmp_path / "out", model=tiny_model, show_progress=False)
@@ -314,8 +313,8 @@ def test_a_dead_workers_files_are_failed_unless_it_finished_them(tiny_model, tmp
         name: FileJob(folder / f"{name}.fa", tmp_path / "out" / f"{name}_ESM.pt")
         for name in ("output_0", "output_1")
     }
-    spec = WorkerSpec("m", None, None, ExtractionSettings(), tmp_path / "out" / "f.log", None)
-    results = _lost_files({job.output: job for job in jobs.values()}, -9, spec)
+    failure_log = tmp_path / "out" / "f.log"
+    results = _lost_files({job.output: job for job in jobs.values()}, -9, failure_log)
     assert [(r.job.fasta.name, r.status) for r in results] == [
         ("output_0.fa", "written"),
         ("output_1.fa", "failed"),

@@ -9,6 +9,7 @@ import torch
 from helpers import random_proteins, write_fasta
 
 import fastesm_extract.api as api
+import fastesm_extract.config as config
 import fastesm_extract.pipeline as pipeline
 from fastesm_extract import FAILURE_LOG_NAME, extract_fast_esm, extract_files, load_embeddings
 from fastesm_extract.jobs import InputError, plan_jobs
@@ -283,7 +284,7 @@ def test_the_many_files_entry_point_loads_the_model_once(
         calls.append(model_id)
         return tiny_model
 
-    monkeypatch.setattr(api, "load_model", counting_load)
+    monkeypatch.setattr(config, "load_model", counting_load)
     summary = extract_files(
         [three_files], tmp_path / "out", model="some/model", device="cpu", show_progress=False
     )

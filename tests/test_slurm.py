@@ -18,7 +18,7 @@ from helpers import subprocess_environment
 from slurm_cluster import SlurmCluster, start_cluster
 
 from fastesm_extract.jobs import InputError, plan_jobs
-from fastesm_extract.parallel import Shard, shard_from_environment, shard_jobs
+from fastesm_extract.shards import Shard, shard_from_environment, shard_jobs
 
 pytestmark = pytest.mark.slurm
 

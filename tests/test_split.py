@@ -1,6 +1,7 @@
 """split.py: parts as VirNucPro's split_fasta_file() cuts them, embedded part by part."""
 
 import gzip
+import hashlib
 import logging
 
 import pytest
@@ -8,9 +9,10 @@ import torch
 from helpers import random_proteins, write_fasta
 
 from fastesm_extract import extract_fast_esm, read_fasta
+from fastesm_extract.api import extract_split
 from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
 from fastesm_extract.fasta import FastaError
-from fastesm_extract.split import extract_split, iter_parts, split_fasta
+from fastesm_extract.split import iter_parts, split_fasta
 
 # Preamble before the first header, wrapped and blank lines, an empty header, no final newline.
 AWKWARD = (
@@ -81,13 +83,14 @@ def test_unchanged_parts_are_left_alone_and_changed_ones_rewritten(tmp_path, cap
     first = split_fasta(fasta, tmp_path / "parts", 2)
     stamps = [p.path.stat().st_mtime_ns for p in first]
     seen = []
-    again = split_fasta(fasta, tmp_path / "parts", 2, before_rewrite=seen.append)
+    again = split_fasta(fasta, tmp_path / "parts", 2, lambda *rewrite: seen.append(rewrite))
     assert [p.rewritten for p in first] == [True] * 3
     assert [p.rewritten for p in again] == [False] * 3 and seen == []
     assert [p.path.stat().st_mtime_ns for p in again] == stamps
     write_fasta(fasta, [(f"s{i}", "MKV") for i in range(4)] + [("s4", "WWW")])
-    changed = split_fasta(fasta, tmp_path / "parts", 2, before_rewrite=seen.append)
-    assert [p.rewritten for p in changed] == [False, False, True] and seen == [3]
+    changed = split_fasta(fasta, tmp_path / "parts", 2, lambda *rewrite: seen.append(rewrite))
+    new_sha256 = hashlib.sha256(changed[2].path.read_bytes()).hexdigest()
+    assert [p.rewritten for p in changed] == [False, False, True] and seen == [(3, new_sha256)]
     assert read_fasta(changed[2].path).records[0].sequence == b"WWW"
     with caplog.at_level(logging.WARNING, logger="fastesm_extract"):
         assert len(split_fasta(fasta, tmp_path / "parts", 5)) == 1

@@ -1,6 +1,7 @@
 """fastesm-extract: FastESM2_650 protein embeddings as VirNucPro `_ESM.pt` files."""
 
-from .api import extract_fast_esm, extract_files
+from .api import extract_fast_esm, extract_files, extract_split
+from .config import ExtractionSettings, ModelSpec, RunConfig, resolve_config
 from .failures import FailureLog, RecordFailure
 from .fasta import FastaError, ProteinRecord, read_fasta
 from .jobs import FileJob, InputError, plan_jobs
@@ -15,9 +16,11 @@ from .merge import (
     save_merged_atomic,
 )
 from .model import DEFAULT_MODEL, LoadedModel, ModelLoadError, load_model, prepare_model
-from .parallel import Shard, shard_from_environment
-from .pipeline import ExtractionSettings, Extractor
-from .split import SplitPart, extract_split, split_fasta
+from .pipeline import Extractor
+from .runner import run
+from .shards import Shard, shard_from_environment
+from .sources import SplitSource, file_jobs
+from .split import SplitPart, split_fasta
 from .store import OutputError, load_embeddings, save_embeddings_atomic
 from .summary import FileResult, RunSummary, Status
 from .verify import VerifyReport, verify_output
@@ -38,18 +41,22 @@ __all__ = [
     "MergeError",
     "MergeOutcome",
     "MergeResult",
+    "ModelSpec",
     "ModelLoadError",
     "OutputError",
     "ProteinRecord",
     "RecordFailure",
+    "RunConfig",
     "RunSummary",
     "Shard",
     "Status",
     "SplitPart",
+    "SplitSource",
     "VerifyReport",
     "extract_fast_esm",
     "extract_files",
     "extract_split",
+    "file_jobs",
     "load_embeddings",
     "load_model",
     "merge_embeddings",
@@ -58,6 +65,8 @@ __all__ = [
     "plan_jobs",
     "prepare_model",
     "read_fasta",
+    "resolve_config",
+    "run",
     "save_embeddings_atomic",
     "save_merged_atomic",
     "shard_from_environment",

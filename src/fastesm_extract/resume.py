@@ -12,12 +12,24 @@ Decided from the output itself and its manifest, never by recomputing:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from .failures import is_input_failure
 from .jobs import FileJob
-from .manifest import ManifestError, Provenance, is_complete, read_manifest, stale_reasons
+from .manifest import (
+    ManifestError,
+    Provenance,
+    is_complete,
+    read_manifest,
+    sha256_of,
+    stale_reasons,
+)
 from .store import OutputError, load_embeddings
+from .summary import SKIPPED, FileResult, Status
+
+log = logging.getLogger("fastesm_extract")
 
 BUILD, FINISHED, STALE = "build", "finished", "stale"
 
@@ -76,3 +88,36 @@ def examine_output(
         shown = ", ".join(sorted(set(passing)))
         return ExistingOutput(BUILD, f"retrying {len(passing)} records that failed ({shown})")
     return ExistingOutput(FINISHED, n_invalid=len(kinds))
+
+
+def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> FileResult:
+    """The result for an output that is kept: finished (SKIPPED) or STALE, reported."""
+    if existing.verdict != FINISHED:
+        log.warning("%s is %s: kept; --redo-stale rebuilds it", job.output, existing.reason)
+        return FileResult(job, Status.STALE, message=existing.reason.removeprefix("stale: "))
+    if existing.n_invalid:
+        log.warning(
+            "%s: %d records failed for an input reason (listed in %s and its manifest)",
+            job.fasta,
+            existing.n_invalid,
+            failure_log,
+        )
+    message = "valid output exists" + (f" ({existing.reason})" if existing.reason else "")
+    n = existing.n_invalid
+    return FileResult(job, SKIPPED, n_failed=n, n_invalid=n, message=message)
+
+
+def finished_before_death(job: FileJob) -> bool:
+    """True when a worker that died had completed `job` (output and its complete manifest
+    for this very input) but could not say so."""
+    try:
+        manifest = read_manifest(job.output)
+    except ManifestError:
+        return False
+    if manifest is None or not is_complete(manifest) or not job.output.exists():
+        return False
+    try:
+        load_embeddings(job.output)
+        return manifest.get("input", {}).get("sha256") == sha256_of(job.fasta)
+    except (OutputError, OSError):
+        return False

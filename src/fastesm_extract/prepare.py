@@ -1,0 +1,115 @@
+"""One FASTA file -> records -> token ids -> length-sorted batches, ready for the device."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import stat
+from dataclasses import dataclass
+
+import numpy as np
+
+from .batching import SPECIAL_TOKENS_PER_SEQUENCE, BatchInputs, collate, make_batches
+from .config import ExtractionSettings
+from .failures import RecordFailure
+from .fasta import FastaContents, FastaError, ProteinRecord, read_fasta
+from .jobs import FileJob
+from .model import LoadedModel
+from .tokens import UNKNOWN_REFUSED, EsmAlphabet
+
+log = logging.getLogger("fastesm_extract")
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A file read, tokenized and batched, ready for the device."""
+
+    job: FileJob
+    contents: FastaContents
+    tokens: list[np.ndarray]  # residue token ids per record, truncated
+    batches: list[BatchInputs]
+    n_truncated: int
+    input_sha256: str = ""
+    started: str = ""
+
+
+def refuse_unknown_letters(contents: FastaContents, alphabet: EsmAlphabet) -> FastaContents:
+    """With a strict tokenizer, each record holding a letter it refuses fails alone (SPEC 6)."""
+    if alphabet.unknown != UNKNOWN_REFUSED:
+        return contents
+    kept: list[ProteinRecord] = []
+    failures = list(contents.failures)
+    for record in contents.records:
+        refused = alphabet.refused_letters(record.sequence)
+        if not refused:
+            kept.append(record)
+            continue
+        shown = ", ".join(repr(chr(letter)) for letter in sorted(set(refused))[:5])
+        message = f"sequence contains {shown}, which the model's tokenizer refuses (strict)"
+        failures.append(RecordFailure(record.id, "invalid_character", message))
+    return dataclasses.replace(contents, records=kept, failures=failures)
+
+
+class NoUsableRecordsError(FastaError):
+    """Every record of the file failed; `contents` holds their failures."""
+
+    def __init__(self, contents: FastaContents) -> None:
+        super().__init__(f"{contents.path} has no usable records ({len(contents.failures)} failed)")
+        self.contents = contents
+
+
+def prepare_file(
+    job: FileJob,
+    loaded: LoadedModel,
+    settings: ExtractionSettings,
+    contents: FastaContents | None = None,
+) -> PreparedFile:
+    """Read (unless `contents` is given), tokenize and batch one FASTA file.
+
+    Raises `FastaError` for an unusable file (`NoUsableRecordsError` when every record failed).
+    """
+    if contents is None:
+        contents = read_fasta(job.fasta)
+    contents = refuse_unknown_letters(contents, loaded.alphabet)
+    if not contents.records:
+        raise NoUsableRecordsError(contents)
+    full = loaded.alphabet.encode([record.sequence for record in contents.records])
+    limit = settings.truncation_seq_length
+    n_truncated = sum(len(tokens) > limit for tokens in full)
+    tokens = [ids[:limit] for ids in full]
+    groups = make_batches(
+        [len(ids) + SPECIAL_TOKENS_PER_SEQUENCE for ids in tokens], settings.toks_per_batch
+    )
+    batches = [collate(loaded.alphabet, tokens, rows) for rows in groups]
+    if loaded.device.type == "cuda":
+        batches = [batch.pin_memory() for batch in batches]
+    return PreparedFile(job, contents, tokens, batches, n_truncated, contents.sha256)
+
+
+def can_skip_reading(job: FileJob) -> bool:
+    """True when the input may be hashed alone first: an output exists that may be
+    finished, and the input is a regular file that can be read twice (not a pipe)."""
+    try:
+        return job.output.exists() and stat.S_ISREG(os.stat(job.fasta).st_mode)
+    except OSError:
+        return False
+
+
+def warn_about_records(prepared: PreparedFile, settings: ExtractionSettings) -> None:
+    contents = prepared.contents
+    if contents.duplicate_ids:
+        shown = ", ".join(contents.duplicate_ids[:5])
+        log.warning(
+            "%s: %d duplicate IDs kept in order (merge_data() keeps the last): %s",
+            contents.path,
+            len(contents.duplicate_ids),
+            shown,
+        )
+    if prepared.n_truncated:
+        log.warning(
+            "%s: %d sequences longer than %d residues were truncated",
+            contents.path,
+            prepared.n_truncated,
+            settings.truncation_seq_length,
+        )
