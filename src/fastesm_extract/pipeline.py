@@ -1,7 +1,7 @@
 """Many FASTA files -> `_ESM.pt` outputs, pipelined: prepare ahead, compute, publish behind.
 
-Per file: read -> tokenize -> batch (`prepare`, reader thread) -> embed -> pool (this
-module, the caller's thread, the device) -> validate -> write (`publish`, writer thread).
+Per file: read -> tokenize -> batch (`prepare`, reader thread) -> embed -> pool -> validate
+(`compute`, the caller's thread, the device) -> write (`publish`, writer thread).
 Batches never mix files, so an output is the same bitwise however many files are processed
 together or whether the run was resumed. Which outputs to (re)build is `resume`'s call.
 """
@@ -13,16 +13,13 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
-import torch
-
-from .batching import BatchInputs, collate
+from .compute import ComputedFile, assemble_output, compute_file
 from .config import ExtractionSettings
-from .embed import DeviceFailedError, DeviceHealth, embed_batch, embed_with_oom_split
-from .failures import FailureLog, RecordFailure
+from .embed import DeviceFailedError, DeviceHealth
+from .failures import FailureLog
 from .fasta import FastaError, read_fasta
 from .jobs import FileJob
 from .locks import OutputLocks
@@ -37,113 +34,14 @@ from .prepare import (
     warn_about_records,
 )
 from .progress import ProgressSink, RunProgress
-from .publish import FileOutput, file_failed, publish
+from .publish import file_failed, publish
 from .resume import BUILD, FINISHED, ExistingOutput, examine_output, kept_result
-from .store import (
-    OutputError,
-    embeddings_from_block,
-    finite_rows,
-    remove_leftover_temporaries,
-    validate_block,
-)
+from .store import OutputError, remove_leftover_temporaries
 from .summary import LOCKED, FileResult, RunSummary
 
 log = logging.getLogger("fastesm_extract")
 
 SWITCH_INTERVAL_S = 0.0005
-
-
-@dataclass(frozen=True)
-class ComputedFile:
-    """Embeddings of a file on the CPU, one row per record in FASTA order."""
-
-    prepared: PreparedFile
-    block: torch.Tensor  # (n_records, hidden) float32
-    embedded: torch.Tensor  # (n_records,) bool: rows holding a valid embedding
-    failures: list[RecordFailure]  # compute-time failures, in addition to parse failures
-
-
-def compute_file(
-    prepared: PreparedFile,
-    loaded: LoadedModel,
-    on_batch: Callable[[int], None] = lambda count: None,
-    health: DeviceHealth | None = None,
-) -> ComputedFile:
-    """Embed every batch of a prepared file; a failing batch fails its records, not the run.
-
-    Raises `DeviceFailedError` when `health` judges the device unusable: the file is then
-    not finished and must not be written.
-    """
-    health = health or DeviceHealth()
-    n_records = len(prepared.tokens)
-    # Rows left unwritten (failed records) are never read: `embedded` masks them.
-    block = torch.empty(n_records, loaded.hidden_size, dtype=torch.float32, device=loaded.device)
-    done: list[int] = []  # rows holding an embedding
-    failures: list[RecordFailure] = []
-    records = prepared.contents.records
-
-    def embed(batch: BatchInputs) -> torch.Tensor:
-        return embed_batch(loaded, batch)
-
-    def collate_rows(rows: list[int]) -> BatchInputs:
-        return collate(loaded.alphabet, prepared.tokens, rows)
-
-    for batch in prepared.batches:
-        settled: set[int] = set()  # rows of this batch already embedded or failed
-        try:
-            for outcome in embed_with_oom_split(embed, batch, collate_rows):
-                if outcome.embeddings is None:
-                    failures += [
-                        RecordFailure(records[r].id, "out_of_memory", outcome.error or "")
-                        for r in outcome.rows
-                    ]
-                else:
-                    if outcome.rows == batch.rows:  # the usual case: index prebuilt and pinned
-                        index = batch.row_index.to(loaded.device, non_blocking=True)
-                    else:  # a piece of a batch split after running out of memory
-                        index = torch.tensor(outcome.rows, device=loaded.device)
-                    block.index_copy_(0, index, outcome.embeddings)
-                    done.extend(outcome.rows)
-                settled.update(outcome.rows)
-        except Exception as error:  # noqa: BLE001 - a bad batch is logged, the run goes on
-            health.batch_failed(error)  # unless the device itself failed
-            message = f"{type(error).__name__}: {error}"
-            failures += [
-                RecordFailure(records[r].id, "batch_error", message)
-                for r in batch.rows
-                if r not in settled
-            ]
-        else:
-            health.batch_succeeded()
-        on_batch(len(batch.rows))
-    embedded = torch.zeros(n_records, dtype=torch.bool)
-    embedded[torch.tensor(done, dtype=torch.long)] = True
-    block = block.cpu()  # one device-to-host transfer per file
-    finite = finite_rows(block)
-    for row in torch.nonzero(embedded & ~finite).flatten().tolist():
-        failures.append(
-            RecordFailure(
-                records[row].id, "non_finite_embedding", "embedding has NaN or infinite values"
-            )
-        )
-    return ComputedFile(prepared, block, embedded & finite, failures)
-
-
-def assemble_output(computed: ComputedFile, hidden_size: int) -> FileOutput:
-    """FASTA-ordered IDs and embeddings, checked: raises `OutputError` if they do not add up."""
-    prepared = computed.prepared
-    keep = computed.embedded
-    proteins = [record.id for record, ok in zip(prepared.contents.records, keep.tolist()) if ok]
-    block = computed.block if bool(keep.all()) else computed.block[keep]  # (n_embedded, hidden)
-    failures = prepared.contents.failures + computed.failures
-    problems = validate_block(proteins, block, hidden_size)
-    n_read = prepared.contents.n_read
-    if len(proteins) + len(failures) != n_read:
-        problems.append(f"{len(proteins)} embedded + {len(failures)} failed != {n_read} read")
-    if problems:
-        raise OutputError(f"{prepared.job.fasta}: " + "; ".join(problems))
-    data = embeddings_from_block(block)
-    return FileOutput(proteins, data, failures, n_read, prepared.n_truncated)
 
 
 class Extractor:

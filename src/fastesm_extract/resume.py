@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from .failures import is_input_failure
@@ -31,14 +32,26 @@ from .summary import SKIPPED, FileResult, Status
 
 log = logging.getLogger("fastesm_extract")
 
-BUILD, FINISHED, STALE = "build", "finished", "stale"
+
+class Verdict(str, Enum):
+    """What to do with an existing output."""
+
+    BUILD = "build"  # (re)compute it
+    FINISHED = "finished"  # keep it: SKIPPED
+    STALE = Status.STALE.value  # keep it and report it: STALE (rebuilt with --redo-stale)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+BUILD, FINISHED, STALE = Verdict
 
 
 @dataclass(frozen=True)
 class ExistingOutput:
     """The verdict on the output of a job, and why (for the log; empty when nothing to say)."""
 
-    verdict: str  # BUILD, FINISHED or STALE
+    verdict: Verdict
     reason: str = ""
     n_invalid: int = 0  # records the manifest lists as failed for an input reason
 
