@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -322,3 +323,84 @@ def test_a_dead_workers_files_are_failed_unless_it_finished_them(tiny_model, tmp
     assert "worker process died (exit code -9)" in results[1].message
     log_line = (tmp_path / "out" / "f.log").read_text().split("\t")
     assert log_line[2:4] == ["-", "worker_died"]
+
+
+LAUNCHER = Path(__file__).with_name("paused_worker_launcher.py")
+
+
+def run_with_a_worker_killed(folder: Path, out: Path, checkpoint: Path, at: str) -> tuple:
+    """Run `--devices cpu,cpu` with one worker stopped where `at` says (see the launcher),
+    kill it there, and return the run's exit status and stderr, or fail if the others hang."""
+    hook = out.parent / f"hook-{at}"
+    hook.mkdir()
+    command = [sys.executable, str(LAUNCHER), *cli(folder, out, checkpoint)[1:]]
+    process = subprocess.Popen(
+        [*command, "--devices", "cpu,cpu"],
+        env={**ENV, "PAUSE_HOOK_DIR": str(hook), "PAUSE_HOOK_AT": at},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (hook / "paused").exists() and process.poll() is None:
+            assert time.monotonic() < deadline, "no worker reached the pause"
+            time.sleep(0.02)
+        os.kill(int((hook / "paused").read_text()), signal.SIGKILL)
+        _, stderr = process.communicate(timeout=120)  # the bug: the others waited forever
+    finally:
+        if process.poll() is None:
+            for pid in worker_pids(process.pid):
+                os.kill(pid, signal.SIGKILL)
+            process.kill()
+            process.wait()
+    return process.returncode, stderr
+
+
+def rerun_completes(folder: Path, out: Path, checkpoint: Path, written: int, files: int) -> None:
+    rerun = subprocess.run(
+        [*cli(folder, out, checkpoint), "--devices", "cpu,cpu"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{written} written, {files - written} skipped, 0 failed files" in rerun.stderr
+    for path in out.glob("*_ESM.pt"):
+        assert len(load_embeddings(path, 32)[0]) == 40
+        assert is_complete(read_manifest(path))
+    # No temporary or lock left behind by the killed worker.
+    leftovers = [p.name for p in out.iterdir() if not p.name.endswith((".pt", ".json", ".log"))]
+    assert leftovers == []
+
+
+def test_a_worker_killed_while_waiting_for_a_task_never_hangs_the_others(tiny_checkpoint, tmp_path):
+    """Killed inside its read of the task channel (the OOM killer picks any instant), a
+    worker must not take with it a lock the others need: the run ends, the survivor does
+    every other file, including the one the victim was being handed, and a rerun completes.
+    The victim's current file is never published (see the launcher), so exactly it is lost."""
+    folder = make_inputs(tmp_path / "in", 6, records=40)
+    out = tmp_path / "out"
+    status, stderr = run_with_a_worker_killed(folder, out, tiny_checkpoint, "task-read")
+    assert status == 1, stderr
+    failed = [line.split() for line in stderr.splitlines() if line.strip().startswith("FAILED")]
+    assert len(failed) == 1, stderr
+    assert "worker process died (exit code -9)" in stderr
+    lost = Path(failed[0][1].rstrip(":")).name.replace(".fa", "_ESM.pt")
+    finished = {name for name in outputs(out) if is_complete(read_manifest(out / name))}
+    assert finished == {f"output_{i}_ESM.pt" for i in range(6)} - {lost}
+    assert "5 written, 0 skipped, 1 failed files" in stderr
+    rerun_completes(folder, out, tiny_checkpoint, written=1, files=6)
+
+
+def test_a_worker_killed_while_telling_it_took_a_file_never_hangs_the_others(
+    tiny_checkpoint, tmp_path
+):
+    """Killed inside its write to the parent, before the parent heard that it took a file
+    (which it had not begun): the others go on, and that file is done by another worker."""
+    folder = make_inputs(tmp_path / "in", 6, records=40)
+    out = tmp_path / "out"
+    status, stderr = run_with_a_worker_killed(folder, out, tiny_checkpoint, "event-write")
+    assert status == 0, stderr
+    assert "6 written, 0 skipped, 0 failed files" in stderr
+    rerun_completes(folder, out, tiny_checkpoint, written=0, files=6)

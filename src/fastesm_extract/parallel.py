@@ -1,123 +1,147 @@
 """One worker process per device on a node, files handed out as workers free up.
 
 Files are the unit of work, and batches never mix files, so an output is bitwise the same
-whichever worker computed it. Shards across nodes are in `shards.py`.
+whichever worker computed it. Shards across nodes are in `shards.py`; a worker's own side
+is in `worker.py`, who gets which file in `dispatch.py`.
+
+Each worker has its own pipes to this process and shares no lock with the others: one
+shared task queue let a worker killed inside `get()` keep its read lock, and every other
+worker waited on it forever.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import queue
-import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing import connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import torch
 
 from .config import RunConfig
+from .dispatch import Answer, Dispatcher
 from .failures import FailureLog
 from .jobs import FileJob
 from .model import ModelLoadError
-from .pipeline import Extractor
 from .progress import RunProgress
 from .publish import file_failed
 from .resume import finished_before_death
-from .signals import Terminated
 from .summary import FAILED, WRITTEN, FileResult, RunSummary
+from .worker import worker_main
 
 log = logging.getLogger("fastesm_extract")
 
 
-class _QueueProgress:
-    """Progress sink of a worker: forwards sequence counts and file results to the parent."""
+@dataclass
+class _Worker:
+    """This process's view of one worker process and its two pipes."""
 
-    def __init__(self, events, worker: int) -> None:
-        self.events, self.worker = events, worker
-        self._unsent, self._last = 0, time.monotonic()
+    process: BaseProcess
+    tasks: connection.Connection  # to the worker: a FileJob, or None when there are no more
+    events: connection.Connection | None  # from the worker; None once it has closed
 
-    def sequences(self, count: int) -> None:
-        self._unsent += count
-        if time.monotonic() - self._last > 0.25:  # batch the messages, not one per batch
-            self.flush()
+    def waitables(self) -> list:
+        return [self.process.sentinel, *([self.events] if self.events else [])]
 
-    def flush(self) -> None:
-        if self._unsent:
-            self.events.put(("sequences", self.worker, self._unsent))
-        self._unsent, self._last = 0, time.monotonic()
+    def messages(self) -> Iterator[tuple[str, object]]:
+        """The messages that have arrived, up to the end of the pipe."""
+        while self.events is not None and self.events.poll():
+            try:
+                yield self.events.recv()
+            except (EOFError, OSError):  # the worker exited (maybe killed mid-message)
+                self.events = None
 
-    def file_done(self, result: FileResult) -> None:
-        self.flush()
-        self.events.put(("done", self.worker, result))
-
-    def close(self) -> None:
-        self.flush()
-
-
-def _jobs_from(tasks, events, worker: int) -> Iterator[FileJob]:
-    """Take jobs from the shared queue until the sentinel, telling the parent each one."""
-    while (job := tasks.get()) is not None:
-        events.put(("took", worker, job))
-        yield job
+    def hand(self, job: FileJob | None) -> None:
+        try:
+            self.tasks.send(job)
+        except OSError:  # dead already: its death gives the job to another worker
+            pass
 
 
-def _stop_worker(signum: int, frame: object) -> None:
-    # Once: a second signal (the parent passes SIGTERM on after Ctrl-C) must not cut short
-    # the cleanup the first one started. (A no-op handler, not SIG_IGN: a signal already
-    # pending would otherwise raise "ignored due to race condition".)
-    signal.signal(signal.SIGTERM, _ignore)
-    signal.signal(signal.SIGINT, _ignore)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+def _start_worker(context, device: str, config: RunConfig, threads: int | None) -> _Worker:
+    task_out, task_in = context.Pipe(duplex=False)
+    event_out, event_in = context.Pipe(duplex=False)
+    process = context.Process(
+        target=worker_main, args=(device, config, threads, task_out, event_in), daemon=True
+    )
+    process.start()
+    task_out.close()  # the worker's ends, closed here: its death then reads as end of pipe
+    event_in.close()
+    return _Worker(process, task_in, event_out)
 
 
-def _ignore(signum: int, frame: object) -> None:
-    pass
+class _Run:
+    """This process's side of a run: answers requests, collects results, notices deaths."""
 
+    def __init__(self, workers: list[_Worker], jobs: list[FileJob], config: RunConfig) -> None:
+        self.workers, self.config = workers, config
+        self.dispatcher = Dispatcher(sorted(jobs, key=_input_size, reverse=True), len(workers))
+        self.summary = RunSummary(
+            failure_log=config.failure_log, accept_invalid=config.settings.accept_invalid
+        )
+        self.progress = RunProgress(len(jobs), enabled=config.show_progress)
+        self.live = set(range(len(workers)))
+        self.fatal: list[str] = []
 
-def _worker_main(
-    worker: int, device: str, config: RunConfig, cpu_threads: int | None, tasks, events
-) -> None:
-    """A worker process: load the model once on `device`, then take files until none are left.
+    def until_every_worker_left(self) -> None:
+        while self.live:
+            connection.wait([w for i in self.live for w in self.workers[i].waitables()])
+            for i in sorted(self.live):
+                dead = not self.workers[i].process.is_alive()  # before reading: all arrived
+                for kind, payload in self.workers[i].messages():
+                    self._handle(i, kind, payload)
+                if dead and i in self.live:
+                    exitcode = self.workers[i].process.exitcode
+                    lost = {job.output: job for job in self._leave(i)}
+                    self.summary.results += _lost_files(lost, exitcode, self.config.failure_log)
 
-    SIGTERM (from the parent, or from Slurm to every process) and Ctrl-C end it quietly
-    after the writes in progress: the parent prints the one message.
-    """
-    signal.signal(signal.SIGTERM, _stop_worker)
-    signal.signal(signal.SIGINT, _stop_worker)
-    try:
-        _work(worker, device, config, cpu_threads, tasks, events)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Extractor.run has cleaned up
-        events.cancel_join_thread()  # the parent may no longer read: do not wait on it
+    def _handle(self, i: int, kind: str, payload) -> None:
+        summary = self.summary
+        if kind == "want":
+            self._answer(self.dispatcher.ask(i))
+        elif kind == "took":
+            self._answer(self.dispatcher.took(i, payload))
+        elif kind == "sequences":
+            self.progress.sequences(payload)
+        elif kind == "done":
+            self.dispatcher.finished(i, payload.job)
+            summary.results.append(payload)
+            self.progress.file_done(payload)
+        elif kind == "ready":
+            log.info("worker %d ready on %s", i, payload)
+        elif kind == "fatal":
+            self.fatal.append(payload)
+            self._leave(i)
+        elif kind == "stopped":
+            log.error("worker %d stopped: %s", i, payload)
+            summary.stopped = "; ".join(filter(None, [summary.stopped, payload]))
+        elif kind == "exit":
+            # Files a stopped worker had taken but not begun (read ahead): not done.
+            summary.results += [
+                FileResult(job, FAILED, message="not begun: its worker's device failed; rerun")
+                for job in self._leave(i)
+            ]
+            summary.failure_log_problem = payload or summary.failure_log_problem
 
+    def _leave(self, i: int) -> list[FileJob]:
+        """Worker `i` is gone: the files it took and did not finish; the others go on."""
+        unfinished, answers = self.dispatcher.leave(i)
+        self._answer(answers)
+        self.live.discard(i)
+        return unfinished
 
-def _work(
-    worker: int, device: str, config: RunConfig, cpu_threads: int | None, tasks, events
-) -> None:
-    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s [{device}] %(message)s")
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()  # the parent shows the one progress bar
-    if cpu_threads:
-        torch.set_num_threads(cpu_threads)
-    try:
-        loaded = config.model.load(device)
-    except ModelLoadError as error:
-        events.put(("fatal", worker, f"{device}: {error}"))
-        return
-    events.put(("ready", worker, device))
-    progress = _QueueProgress(events, worker)
-    extractor = Extractor(loaded, config.settings, FailureLog(config.failure_log), False)
-    summary = extractor.run(_jobs_from(tasks, events, worker), progress)
-    progress.close()
-    if summary.stopped:  # this device failed: its worker stops, the others go on
-        events.put(("stopped", worker, f"{device}: {summary.stopped}"))
-    events.put(("exit", worker, extractor.failure_log.problem))
+    def _answer(self, answers: list[Answer]) -> None:
+        for worker, job in answers:
+            self.workers[worker].hand(job)
 
 
 def run_on_devices(jobs: list[FileJob], config: RunConfig) -> RunSummary:
     """Run `jobs` with one spawned worker per device of `config` (its model given by name);
-    files are handed out largest first.
+    files are handed out largest first, one at a time as each worker asks.
 
     A worker that dies loses only the files it was working on: they are reported as failed
     (and redone by the next run, since they have no valid output); the others go on.
@@ -128,86 +152,33 @@ def run_on_devices(jobs: list[FileJob], config: RunConfig) -> RunSummary:
     # CPU workers share the cores instead of each starting one thread per core.
     threads = max(1, torch.get_num_threads() // cpu_workers) if cpu_workers else None
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used after fork
-    tasks, events = context.Queue(), context.Queue()
-    for job in sorted(jobs, key=_input_size, reverse=True):
-        tasks.put(job)
-    for _ in devices:
-        tasks.put(None)
-    workers = [
-        context.Process(
-            target=_worker_main, args=(i, device, config, threads, tasks, events), daemon=True
-        )
-        for i, device in enumerate(devices)
-    ]
-    for process in workers:
-        process.start()
-    summary = RunSummary(
-        failure_log=config.failure_log, accept_invalid=config.settings.accept_invalid
-    )
-    progress = RunProgress(len(jobs), enabled=config.show_progress)
-    in_flight: dict[int, dict[Path, FileJob]] = {i: {} for i in range(len(workers))}
-    finished: set[int] = set()
-    fatal: list[str] = []
+    workers = [_start_worker(context, device, config, threads) for device in devices]
+    run = _Run(workers, jobs, config)
     try:
-        while len(finished) < len(workers):
-            try:
-                kind, worker, payload = events.get(timeout=0.5)
-            except queue.Empty:
-                for i, process in enumerate(workers):
-                    if i not in finished and not process.is_alive() and events.empty():
-                        finished.add(i)
-                        summary.results += _lost_files(
-                            in_flight[i], process.exitcode, config.failure_log
-                        )
-                continue
-            if kind == "took":
-                in_flight[worker][payload.output] = payload
-            elif kind == "sequences":
-                progress.sequences(payload)
-            elif kind == "done":
-                in_flight[worker].pop(payload.job.output, None)
-                summary.results.append(payload)
-                progress.file_done(payload)
-            elif kind == "ready":
-                log.info("worker %d ready on %s", worker, payload)
-            elif kind == "fatal":
-                fatal.append(payload)
-                finished.add(worker)
-            elif kind == "stopped":
-                log.error("worker %d stopped: %s", worker, payload)
-                summary.stopped = "; ".join(filter(None, [summary.stopped, payload]))
-            elif kind == "exit":
-                finished.add(worker)
-                # Files a stopped worker had taken but not begun (read ahead): not done.
-                summary.results += [
-                    FileResult(job, FAILED, message="not begun: its worker's device failed; rerun")
-                    for job in in_flight[worker].values()
-                ]
-                in_flight[worker].clear()
-                summary.failure_log_problem = payload or summary.failure_log_problem
+        run.until_every_worker_left()
     except KeyboardInterrupt:
         # Ctrl-C reaches the workers too; SIGTERM may reach only this process: pass it on
         # and give them time to finish their writes and remove their locks.
-        tasks.cancel_join_thread()  # files nobody will take: do not wait to flush them
-        for process in workers:
-            if process.is_alive():
-                process.terminate()
-        for process in workers:
-            process.join(timeout=60)
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in workers:
+            worker.process.join(timeout=60)
         raise
     finally:
-        progress.close()
-        for process in workers:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+        run.progress.close()
+        for worker in workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+    summary, fatal = run.summary, run.fatal
     if fatal and len(fatal) == len(workers):
         raise ModelLoadError("no worker could load the model: " + "; ".join(fatal))
     for message in fatal:
         log.error("worker failed to start: %s", message)
     done = {result.job.output for result in summary.results}
     for job in jobs:
-        if job.output not in done:  # left in the queue when every worker had stopped
+        if job.output not in done:  # left when every worker had stopped
             summary.results.append(
                 FileResult(job, FAILED, message="not processed: no worker left; rerun")
             )

@@ -1,0 +1,128 @@
+"""One `--devices` worker process: load the model once, then embed the files the parent hands
+it, one request at a time, reporting each step back (`parallel.py` is the parent's side).
+
+Its two pipes are its own (tasks in, events out): it shares no lock with other workers, so
+however it dies, it cannot leave one behind that they would wait on forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+
+import torch
+
+from .config import RunConfig
+from .failures import FailureLog
+from .jobs import FileJob
+from .model import ModelLoadError
+from .pipeline import Extractor
+from .signals import Terminated
+from .summary import FileResult
+
+
+class _Events:
+    """The worker's end of its events pipe, shared by its threads (reader and device)."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self.pipe, self._lock = pipe, threading.Lock()  # a lock of this process only
+
+    def send(self, kind: str, payload: object = None) -> None:
+        with self._lock:
+            self.pipe.send((kind, payload))
+
+
+class _EventProgress:
+    """Progress sink of a worker: forwards sequence counts and file results to the parent."""
+
+    def __init__(self, events: _Events) -> None:
+        self.events = events
+        self._unsent, self._last = 0, time.monotonic()
+
+    def sequences(self, count: int) -> None:
+        self._unsent += count
+        if time.monotonic() - self._last > 0.25:  # batch the messages, not one per batch
+            self.flush()
+
+    def flush(self) -> None:
+        if self._unsent:
+            self.events.send("sequences", self._unsent)
+        self._unsent, self._last = 0, time.monotonic()
+
+    def file_done(self, result: FileResult) -> None:
+        self.flush()
+        self.events.send("done", result)
+
+    def close(self) -> None:
+        self.flush()
+
+
+def _jobs_from(tasks: Connection, events: _Events) -> Iterator[FileJob]:
+    """Ask the parent for one job at a time until it answers None; confirm each one taken."""
+    while True:
+        events.send("want")
+        try:
+            job = tasks.recv()
+        except EOFError:  # the parent is gone: nobody left to report to
+            return
+        if job is None:
+            return
+        events.send("took", job)
+        yield job
+
+
+def _stop_worker(signum: int, frame: object) -> None:
+    # Once: a second signal (the parent passes SIGTERM on after Ctrl-C) must not cut short
+    # the cleanup the first one started. (A no-op handler, not SIG_IGN: a signal already
+    # pending would otherwise raise "ignored due to race condition".)
+    signal.signal(signal.SIGTERM, _ignore)
+    signal.signal(signal.SIGINT, _ignore)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _ignore(signum: int, frame: object) -> None:
+    pass
+
+
+def worker_main(
+    device: str, config: RunConfig, cpu_threads: int | None, tasks: Connection, events: Connection
+) -> None:
+    """A worker process: load the model once on `device`, then take files until none are left.
+
+    SIGTERM (from the parent, or from Slurm to every process) and Ctrl-C end it quietly
+    after the writes in progress: the parent prints the one message.
+    """
+    signal.signal(signal.SIGTERM, _stop_worker)
+    signal.signal(signal.SIGINT, _stop_worker)
+    try:
+        _work(device, config, cpu_threads, tasks, _Events(events))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Extractor.run has cleaned up
+        pass
+
+
+def _work(
+    device: str, config: RunConfig, cpu_threads: int | None, tasks: Connection, events: _Events
+) -> None:
+    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s [{device}] %(message)s")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # the parent shows the one progress bar
+    if cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    try:
+        loaded = config.model.load(device)
+    except ModelLoadError as error:
+        events.send("fatal", f"{device}: {error}")
+        return
+    events.send("ready", device)
+    progress = _EventProgress(events)
+    extractor = Extractor(loaded, config.settings, FailureLog(config.failure_log), False)
+    summary = extractor.run(_jobs_from(tasks, events), progress)
+    progress.close()
+    if summary.stopped:  # this device failed: its worker stops, the others go on
+        events.send("stopped", f"{device}: {summary.stopped}")
+    events.send("exit", extractor.failure_log.problem)
