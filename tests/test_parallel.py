@@ -291,18 +291,7 @@ def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(tiny_checkpo
     missing = 10 - len(finished)
     assert 1 <= missing <= len(lost)
 
-    rerun = subprocess.run(
-        cli(folder, out, tiny_checkpoint, "--devices", "cpu,cpu"),
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"{missing} written, {10 - missing} skipped" in rerun.stderr
-    for path in out.glob("*_ESM.pt"):
-        assert len(load_embeddings(path, 32)[0]) == 150
-    assert [p.name for p in out.iterdir() if p.name.startswith(".tmp-")] == []
+    rerun_completes(folder, out, tiny_checkpoint, written=missing, files=10, records=150)
 
 
 def test_a_dead_workers_files_are_failed_unless_it_finished_them(tiny_model, tmp_path):
@@ -356,7 +345,11 @@ def run_with_a_worker_killed(folder: Path, out: Path, checkpoint: Path, at: str)
     return process.returncode, stderr
 
 
-def rerun_completes(folder: Path, out: Path, checkpoint: Path, written: int, files: int) -> None:
+def rerun_completes(
+    folder: Path, out: Path, checkpoint: Path, written: int, files: int, records: int = 40
+) -> None:
+    """A rerun on two CPU workers writes exactly `written` files, skips the rest, and leaves
+    complete outputs of `records` records and no temporaries or locks."""
     rerun = subprocess.run(
         [*cli(folder, out, checkpoint), "--devices", "cpu,cpu"],
         env=ENV,
@@ -367,7 +360,7 @@ def rerun_completes(folder: Path, out: Path, checkpoint: Path, written: int, fil
     assert rerun.returncode == 0, rerun.stderr
     assert f"{written} written, {files - written} skipped, 0 failed files" in rerun.stderr
     for path in out.glob("*_ESM.pt"):
-        assert len(load_embeddings(path, 32)[0]) == 40
+        assert len(load_embeddings(path, 32)[0]) == records
         assert is_complete(read_manifest(path))
     # No temporary or lock left behind by the killed worker.
     leftovers = [p.name for p in out.iterdir() if not p.name.endswith((".pt", ".json", ".log"))]
