@@ -8,6 +8,7 @@ from helpers import random_proteins, write_fasta
 import fastesm_extract.api as api
 import fastesm_extract.config as config
 from fastesm_extract import extract_fast_esm
+from fastesm_extract.input_read import InputRead
 from fastesm_extract.manifest import (
     Provenance,
     build_manifest,
@@ -86,7 +87,8 @@ def test_the_default_model_is_not_loaded_for_a_finished_output(
     # A manifest of the default model and settings: current, returned.
     provenance = Provenance(DEFAULT_MODEL, None, None, "float16", "NVIDIA H100", 1280, 1024, 2048)
     n = len(records)
-    manifest = build_manifest(provenance, fasta, sha256_of(fasta), n, n, [], utc_now())
+    source = InputRead(path=fasta, size=fasta.stat().st_size, sha256=sha256_of(fasta))
+    manifest = build_manifest(provenance, source, n, n, [], utc_now())
     write_manifest(out, manifest)
     assert same(extract_fast_esm(fasta, out), (records, data))
 
@@ -142,12 +144,10 @@ def test_stale_invalid_and_overwritten_outputs_follow_the_cli_rules(
     extract_fast_esm(fasta, out, model=tiny_model, failure_log=log, overwrite=True)
     assert len(computed) == 4
 
-    # The input changed: stale, kept unless redo_stale.
+    # The input changed: its old output describes data that no longer exists: rebuilt.
     with open(fasta, "a") as handle:
         handle.write(">new\nMKT\n")
-    assert same(extract_fast_esm(fasta, out, model=tiny_model, failure_log=log), first)
-    assert len(computed) == 4
-    grown = extract_fast_esm(fasta, out, model=tiny_model, failure_log=log, redo_stale=True)
+    grown = extract_fast_esm(fasta, out, model=tiny_model, failure_log=log)
     assert grown[0] == [*first[0], "new"] and len(computed) == 5
 
 

@@ -50,29 +50,43 @@ def test_drop_in_writes_a_manifest_beside_its_out_file(tiny_model, tmp_path):
     assert manifest["records"]["embedded"] == 3
 
 
-def test_changed_input_or_settings_make_an_output_stale(tiny_model, tmp_path, caplog):
+def test_another_truncation_is_stale_and_a_changed_input_is_rebuilt(tiny_model, tmp_path, caplog):
     fasta = write_fasta(tmp_path / "p.fa", random_proteins(5, 5, 30))
     out = tmp_path / "out"
     run(tiny_model, [fasta], out)
     before = (out / "p_ESM.pt").read_bytes()
 
+    # Another truncation length: stale, kept (never destroyed silently), and not ok.
     with caplog.at_level(logging.WARNING):
         summary = run(tiny_model, [fasta], out, truncation_seq_length=10)
     assert summary.count("stale") == 1 and summary.count("written") == 0
+    assert not summary.ok and summary.exit_status == 1
     assert "truncation_seq_length 1024 != 10" in caplog.text
     assert (out / "p_ESM.pt").read_bytes() == before  # kept without --redo-stale
+    # ... unless accepted explicitly.
+    accepted = run(tiny_model, [fasta], out, truncation_seq_length=10, accept_stale=True)
+    assert accepted.count("stale") == 1 and accepted.ok
 
+    # The input changed: its old output describes data that no longer exists: rebuilt.
     write_fasta(fasta, random_proteins(6, 5, 30, seed=4))
-    caplog.clear()
-    with caplog.at_level(logging.WARNING):
-        summary = run(tiny_model, [fasta], out)
-    assert summary.count("stale") == 1 and "the input file changed" in caplog.text
-
-    summary = run(tiny_model, [fasta], out, redo_stale=True)
-    assert summary.count("written") == 1
+    summary = run(tiny_model, [fasta], out)
+    assert summary.count("written") == 1 and summary.ok
+    assert summary.results[0].rebuilt_because == "the input changed since it was made"
     assert len(torch.load(out / "p_ESM.pt", weights_only=True)["proteins"]) == 6
     assert json.loads((out / "p_ESM.pt.json").read_text())["input"]["sha256"] == sha256_of(fasta)
     assert run(tiny_model, [fasta], out).count("skipped") == 1
+
+
+def test_batch_budget_and_dtype_never_make_an_output_stale(tiny_model, tmp_path):
+    fasta = write_fasta(tmp_path / "p.fa", random_proteins(5, 5, 30))
+    out = tmp_path / "out"
+    run(tiny_model, [fasta], out, toks_per_batch=64)
+    manifest = json.loads((out / "p_ESM.pt.json").read_text())
+    manifest["model"]["dtype"] = "float16"  # as if made on a GPU
+    manifest["model"]["device"] = "NVIDIA H200"
+    (out / "p_ESM.pt.json").write_text(json.dumps(manifest))
+    summary = run(tiny_model, [fasta], out, toks_per_batch=4096)
+    assert summary.count("skipped") == 1 and summary.ok and not summary.model_loaded
 
 
 def test_another_model_makes_an_output_stale(tiny_model, tmp_path):
@@ -81,8 +95,11 @@ def test_another_model_makes_an_output_stale(tiny_model, tmp_path):
     manifest_file = tmp_path / "out" / "p_ESM.pt.json"
     manifest = json.loads(manifest_file.read_text())
     manifest["model"]["id"] = "facebook/esm2_t33_650M_UR50D"
+    manifest["model"]["local_path"] = None  # a hub model
     manifest_file.write_text(json.dumps(manifest))
-    assert run(tiny_model, [fasta], tmp_path / "out").count("stale") == 1
+    summary = run(tiny_model, [fasta], tmp_path / "out")
+    assert summary.count("stale") == 1 and summary.exit_status == 1
+    assert "model 'facebook/esm2_t33_650M_UR50D' != " in summary.results[0].message
 
 
 def test_outputs_without_a_manifest_are_validated_and_kept(tiny_model, tmp_path):

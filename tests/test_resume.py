@@ -76,7 +76,7 @@ def test_an_output_of_another_dimension_without_manifest_is_stale_too(
     torch.save(original, out / "output_1_ESM.pt")
     before = (out / "output_1_ESM.pt").read_bytes()
     summary = run(tiny_model, [two_files / "output_1.fa"], out)
-    assert summary.count("stale") == 1 and summary.ok
+    assert summary.count("stale") == 1 and not summary.ok  # kept, but not current: exit 1
     assert summary.results[0].message == "2560 dimensions, this model gives 32"
     assert (out / "output_1_ESM.pt").read_bytes() == before
     assert run(tiny_model, [two_files / "output_1.fa"], out, redo_stale=True).count("written") == 1

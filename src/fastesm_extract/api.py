@@ -18,7 +18,9 @@ from .config import (
     ModelSpec,
     resolve_config,
 )
+from .currency import ModelIdentity
 from .failures import FailureLog
+from .fasta import read_fasta, record_ids
 from .jobs import FileJob
 from .layout import manifest_path
 from .manifest import Provenance, sha256_of, utc_now
@@ -26,7 +28,7 @@ from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel
 from .pipeline import assemble_output, compute_file
 from .prepare import prepare_file, warn_about_records
 from .publish import publish
-from .resume import BUILD, STALE, examine_output
+from .resume import BUILD, INVALID, STALE, examine_output
 from .runner import run
 from .same_file import refuse_writing_over_inputs
 from .sources import SplitSource, file_jobs
@@ -44,16 +46,17 @@ def _default_model() -> LoadedModel:
     return ModelSpec(DEFAULT_MODEL).load(DEFAULT_DEVICE)
 
 
-def _provenance(loaded: LoadedModel | None, settings: ExtractionSettings) -> Provenance:
-    """What this call's manifest would record; for the default model, known without loading
-    it (SPEC 6: CUDA, float16) unless it is loaded already."""
+def _identity(loaded: LoadedModel | None, settings: ExtractionSettings) -> ModelIdentity:
+    """What makes this call's output current; for the default model, known without loading
+    it unless it is loaded already."""
     trunc, toks = settings.truncation_seq_length, settings.toks_per_batch
     if loaded is None and _default_model.cache_info().currsize:
         loaded = _default_model()
     if loaded is not None:
-        return Provenance.of(loaded, trunc, toks)
-    dtype, device = "float16", "cuda"
-    return Provenance(DEFAULT_MODEL, None, None, dtype, device, DEFAULT_HIDDEN_SIZE, trunc, toks)
+        return Provenance.of(loaded, trunc, toks).identity
+    return ModelIdentity(
+        model_id=DEFAULT_MODEL, hidden_size=DEFAULT_HIDDEN_SIZE, truncation_seq_length=trunc
+    )
 
 
 def _finished_output(
@@ -63,10 +66,15 @@ def _finished_output(
     without `redo_stale`); None when it must be computed."""
     if settings.overwrite or not job.output.exists() or not job.fasta.is_file():
         return None
-    provenance = _provenance(loaded, settings)
-    existing = examine_output(job, provenance, sha256_of(job.fasta), redo_stale=settings.redo_stale)
-    if existing.verdict == BUILD:
-        if existing.reason:
+    existing = examine_output(
+        job,
+        _identity(loaded, settings),
+        sha256_of(job.fasta),
+        input_ids=lambda: record_ids(read_fasta(job.fasta)),
+        redo_stale=settings.redo_stale,
+    )
+    if existing.verdict in (BUILD, INVALID):
+        if existing.reason and existing.verdict == BUILD:
             log.warning("existing output %s will be rebuilt: %s", job.output, existing.reason)
         return None
     if existing.verdict == STALE:
@@ -129,7 +137,7 @@ def extract_fast_esm(
     provenance = Provenance.of(loaded, truncation_seq_length, toks_per_batch)
     failures = FailureLog(config.failure_log)
     write = out_file is not None
-    publish(job, output, provenance, prepared.contents.sha256, started, failures, write)
+    publish(job, output, provenance, prepared.contents.source, started, failures, write)
     return output.proteins, output.data
 
 

@@ -23,87 +23,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Embed protein FASTA files (.fa/.faa/.fasta, optionally .gz; folders are "
         "searched recursively). Finished outputs are skipped, so rerunning resumes.",
     )
-    extract.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA files or folders")
+    add_run_arguments(extract)
     extract.add_argument(
-        "-o",
-        "--output-dir",
-        metavar="OUTDIR",
-        help="write outputs here, keeping folder layout (default: beside inputs)",
-    )
-    extract.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help=f"hub ID or local checkpoint folder (default {DEFAULT_MODEL})",
-    )
-    extract.add_argument("--revision", help="pin the model to a branch, tag or commit hash")
-    extract.add_argument(
-        "--device",
-        default=DEFAULT_DEVICE,
-        help=f"cuda, cuda:N or cpu (default {DEFAULT_DEVICE}; never falls back silently)",
-    )
-    extract.add_argument(
-        "--devices",
-        metavar="LIST",
-        help="one worker process per device, files shared dynamically: cuda:0,cuda:1 or all "
-        "(every visible GPU); overrides --device",
-    )
-    extract.add_argument(
-        "--shard",
-        metavar="K/N",
-        help="do only the K-th of N deterministic shares of the files (1-based); default from "
-        "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or torchrun's RANK/WORLD_SIZE when set",
-    )
-    extract.add_argument(
-        "--dtype",
-        choices=["auto", "float16", "bfloat16", "float32"],
-        default="auto",
-        help="auto: float16 on CUDA, float32 on CPU",
-    )
-    extract.add_argument(
-        "--toks-per-batch",
-        type=int,
-        default=DEFAULT_TOKS_PER_BATCH,
-        help=f"padded tokens per batch, special tokens included (default {DEFAULT_TOKS_PER_BATCH})",
-    )
-    extract.add_argument(
-        "--truncation-seq-length",
-        type=int,
-        default=DEFAULT_TRUNCATION_SEQ_LENGTH,
-        help=f"residues kept per sequence (default {DEFAULT_TRUNCATION_SEQ_LENGTH})",
-    )
-    extract.add_argument(
-        "--failure-log",
-        metavar="PATH",
-        help=f"failure log (default OUTDIR or ./{FAILURE_LOG_NAME})",
-    )
-    extract.add_argument(
-        "--overwrite",
+        "--dry-run",
         action="store_true",
-        help="recompute outputs that already exist and are valid",
+        help="say what the run would do (the plan command) and exit, loading no model",
     )
-    extract.add_argument(
-        "--redo-stale",
-        action="store_true",
-        help="rebuild outputs made from another input, model (hidden size) or setting, as "
-        "their manifest (<output>.json) or dimension shows (default: report and keep them)",
+    plan = commands.add_parser(
+        "plan",
+        help="say what `extract` with the same arguments would do, without loading the model",
+        description="For each file and in totals: write, skip (current), rebuild (input "
+        "changed, unfinished, damaged), stale (another model or truncation), invalid, locked "
+        "by another run, this shard's share, and the output disk needed. Loads no model; "
+        "exits as the run would (1 when outputs would stay stale or failed).",
     )
-    extract.add_argument(
-        "--accept-invalid",
-        action="store_true",
-        help="exit 0 when the only failures are records invalid as input (empty, bad "
-        "characters, bad header); they are still logged and reported",
-    )
-    extract.add_argument(
-        "--split-every",
-        type=int,
-        metavar="N",
-        help="treat the one INPUT as a large FASTA: split it as VirNucPro's split_fasta_file() "
-        f"into OUTDIR/{PARTS_FOLDER}/output_1.fa, output_2.fa, ... of N records and embed each "
-        "into OUTDIR/output_K_ESM.pt (needs -o; resumes part by part)",
-    )
-    extract.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar; warnings and errors only"
-    )
+    add_run_arguments(plan)
     merge = commands.add_parser(
         "merge",
         help="concatenate DNABERT-S and ESM embeddings per ID into _merged.pt (merge_data())",
@@ -157,3 +91,101 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--expect-dim", type=int, metavar="D", help="embedding dimension")
     verify.add_argument("-q", "--quiet", action="store_true", help="only print problems")
     return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments `extract` and `plan` share."""
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA files or folders")
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        metavar="OUTDIR",
+        help="write outputs here, keeping folder layout (default: beside inputs)",
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"hub ID or local checkpoint folder (default {DEFAULT_MODEL})",
+    )
+    parser.add_argument("--revision", help="pin the model to a branch, tag or commit hash")
+    parser.add_argument(
+        "--device",
+        default=DEFAULT_DEVICE,
+        help=f"cuda, cuda:N or cpu (default {DEFAULT_DEVICE}; never falls back silently)",
+    )
+    parser.add_argument(
+        "--devices",
+        metavar="LIST",
+        help="one worker process per device, files shared dynamically: cuda:0,cuda:1 or all "
+        "(every visible GPU); overrides --device",
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="do only the K-th of N deterministic shares of the files (1-based); default from "
+        "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or torchrun's RANK/WORLD_SIZE when set",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float16", "bfloat16", "float32"],
+        default="auto",
+        help="auto: float16 on CUDA, float32 on CPU",
+    )
+    parser.add_argument(
+        "--toks-per-batch",
+        type=int,
+        default=DEFAULT_TOKS_PER_BATCH,
+        help=f"padded tokens per batch, special tokens included (default {DEFAULT_TOKS_PER_BATCH})",
+    )
+    parser.add_argument(
+        "--truncation-seq-length",
+        type=int,
+        default=DEFAULT_TRUNCATION_SEQ_LENGTH,
+        help=f"residues kept per sequence (default {DEFAULT_TRUNCATION_SEQ_LENGTH})",
+    )
+    parser.add_argument(
+        "--failure-log",
+        metavar="PATH",
+        help=f"failure log (default OUTDIR or ./{FAILURE_LOG_NAME})",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="recompute outputs that already exist and are valid",
+    )
+    parser.add_argument(
+        "--redo-stale",
+        action="store_true",
+        help="rebuild outputs made by another model (ID, revision, hidden size) or truncation "
+        "length, as their manifest (<output>.json) or dimension shows (default: keep them, "
+        "report them and exit 1)",
+    )
+    parser.add_argument(
+        "--accept-stale",
+        action="store_true",
+        help="exit 0 although outputs of another model or truncation were kept (they are "
+        "still reported)",
+    )
+    parser.add_argument(
+        "--summary-json",
+        metavar="PATH",
+        help="also write the run's summary as JSON to PATH (files by status, records by "
+        "failure kind, stale and rebuilt outputs, timings, exit status)",
+    )
+    parser.add_argument(
+        "--accept-invalid",
+        action="store_true",
+        help="exit 0 when the only failures are records invalid as input (empty, bad "
+        "characters, bad header); they are still logged and reported",
+    )
+    parser.add_argument(
+        "--split-every",
+        type=int,
+        metavar="N",
+        help="treat the one INPUT as a large FASTA: split it as VirNucPro's split_fasta_file() "
+        f"into OUTDIR/{PARTS_FOLDER}/output_1.fa, output_2.fa, ... of N records and embed each "
+        "into OUTDIR/output_K_ESM.pt (needs -o; resumes part by part)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar; warnings and errors only"
+    )

@@ -16,10 +16,12 @@ from .jobs import InputError
 from .layout import merged_name
 from .merge import MergeError, MergeOutcome, merge_files, merge_folder
 from .model import ModelLoadError
+from .plan_report import print_plan
 from .runner import run
 from .signals import exit_status, sigterm_as_interrupt
 from .sources import SplitSource, file_jobs
 from .summary import FAILED, LOCKED, SKIPPED, STALE, WRITTEN, RunSummary
+from .summary_json import write_summary_json
 from .verify import find_outputs, verify_output
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3  # 130/143: signals.py
@@ -50,10 +52,16 @@ def print_summary(summary: RunSummary) -> None:
     if len(failed_files) > 20:
         print(f"  ... and {len(failed_files) - 20} more", file=sys.stderr)
     if stale := summary.count(STALE):
+        verdict = "accepted (--accept-stale)" if summary.accept_stale else "NOT current"
         print(
-            f"  {stale} stale outputs kept (see warnings); --redo-stale rebuilds them",
+            f"  {stale} stale outputs kept, {verdict}: made by another model or truncation; "
+            "--redo-stale rebuilds them, --accept-stale accepts them",
             file=sys.stderr,
         )
+        for result in [r for r in summary.results if r.status == STALE][:10]:
+            print(f"    stale {result.job.output}: {result.message}", file=sys.stderr)
+        if stale > 10:
+            print(f"    ... and {stale - 10} more", file=sys.stderr)
     if locked := summary.count(LOCKED):
         print(
             f"  {locked} outputs are being computed by another run (see warnings); rerun "
@@ -76,15 +84,44 @@ def usage_error(message: str) -> int:
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    """`extract` (and `plan` / `--dry-run`), with `--summary-json` written whatever happens."""
+    status, data = _extract(args)
+    if args.summary_json:
+        try:
+            write_summary_json(args.summary_json, {**data, "exit_status": status})
+        except OSError as error:
+            print(
+                f"fastesm-extract: error: cannot write --summary-json {args.summary_json}: "
+                f"{error.strerror or error}",
+                file=sys.stderr,
+            )
+            return status or EXIT_FAILURES
+    return status
+
+
+def _error(status: int, message: str) -> tuple[int, dict]:
+    return status, {"ok": False, "error": message}
+
+
+def _extract(args: argparse.Namespace) -> tuple[int, dict]:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    planning = args.command == "plan" or getattr(args, "dry_run", False)
     if args.toks_per_batch < 1 or args.truncation_seq_length < 1:
-        return usage_error("--toks-per-batch and --truncation-seq-length must be positive")
+        return _error(
+            usage_error("--toks-per-batch and --truncation-seq-length must be positive"),
+            "bad settings",
+        )
     if args.split_every is not None:
         if args.split_every < 1:
-            return usage_error("--split-every must be positive")
+            return _error(usage_error("--split-every must be positive"), "bad --split-every")
         if len(args.inputs) != 1 or args.output_dir is None:
-            return usage_error("--split-every takes exactly one FASTA file and -o OUTDIR")
+            return _error(
+                usage_error("--split-every takes exactly one FASTA file and -o OUTDIR"),
+                "bad --split-every",
+            )
+        if planning:
+            return _error(usage_error("plan does not take --split-every"), "bad --split-every")
     try:
         config = resolve_config(
             model=args.model,
@@ -99,10 +136,14 @@ def run_extract(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             redo_stale=args.redo_stale,
             accept_invalid=args.accept_invalid,
+            accept_stale=args.accept_stale,
             failure_log=args.failure_log,
             log_dir=args.output_dir,
             show_progress=not args.quiet,
         )
+        if planning:
+            jobs = file_jobs(args.inputs, args.output_dir, config.failure_log)
+            return print_plan(jobs, config)
         with sigterm_as_interrupt(), logging_redirect_tqdm():
             if args.split_every is None:
                 jobs = file_jobs(args.inputs, args.output_dir, config.failure_log)
@@ -113,10 +154,10 @@ def run_extract(args: argparse.Namespace) -> int:
                 jobs = split.jobs  # split once the model is loaded
             summary = run(jobs, config)
     except (InputError, ModelLoadError) as error:
-        return usage_error(str(error))
+        return _error(usage_error(str(error)), str(error))
     except FastaError as error:
         print(f"fastesm-extract: error: {error}", file=sys.stderr)
-        return EXIT_FAILURES
+        return _error(EXIT_FAILURES, str(error))
     except OSError as error:  # e.g. a full disk while --split-every writes its parts
         where = f"{error.filename}: " if error.filename else ""
         print(
@@ -124,16 +165,16 @@ def run_extract(args: argparse.Namespace) -> int:
             "(finished outputs are kept)",
             file=sys.stderr,
         )
-        return EXIT_FAILURES
+        return _error(EXIT_FAILURES, str(error))
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (signals.Terminated)
         what = "terminated (SIGTERM)" if exit_status(interrupt) != 130 else "interrupted"
         print(
             f"fastesm-extract: {what}; finished outputs are kept, rerun to resume",
             file=sys.stderr,
         )
-        return exit_status(interrupt)
+        return _error(exit_status(interrupt), what)
     print_summary(summary)
-    return EXIT_OK if summary.ok else EXIT_FAILURES
+    return summary.exit_status, summary.to_dict()
 
 
 def print_merge_summary(outcomes: list[MergeOutcome]) -> None:
@@ -224,7 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # "Loading weights" bars
-    commands = {"extract": run_extract, "merge": run_merge, "verify": run_verify}
+    commands = {
+        "extract": run_extract,
+        "plan": run_extract,
+        "merge": run_merge,
+        "verify": run_verify,
+    }
     try:
         return commands[args.command](args)
     except Exception as error:

@@ -33,6 +33,7 @@ class ExtractionSettings:
     overwrite: bool = False
     redo_stale: bool = False  # rebuild outputs whose manifest shows other inputs or settings
     accept_invalid: bool = False  # records failed for an input reason do not fail the run
+    accept_stale: bool = False  # outputs of another model or truncation do not fail the run
     prefetch_files: int = 2  # files read and tokenized ahead of the device
 
     def __post_init__(self) -> None:
@@ -97,8 +98,8 @@ def check_devices(devices: list[str]) -> list[str]:
             kind = None
         if kind not in ("cuda", "cpu"):
             raise InputError(
-                f"unknown device {device!r} in the device list: use cuda, cuda:N or cpu, "
-                "e.g. --devices cuda:0,cuda:1"
+                f"unknown device {device!r}: use cuda, cuda:N or cpu (several: --devices "
+                "cuda:0,cuda:1)"
             )
     return devices
 
@@ -126,6 +127,7 @@ def resolve_config(
     overwrite: bool = False,
     redo_stale: bool = False,
     accept_invalid: bool = False,
+    accept_stale: bool = False,
     failure_log: str | Path | None = None,
     log_dir: str | Path | None = None,
     show_progress: bool = True,
@@ -147,7 +149,7 @@ def resolve_config(
     if isinstance(devices, str):
         chosen = parse_devices(devices)
     else:
-        chosen = check_devices(list(devices)) if devices else [device_for_shard(device, shard)]
+        chosen = check_devices(list(devices) if devices else [device_for_shard(device, shard)])
     spec = ModelSpec(model, tokenizer, revision, dtype)
     if len(chosen) > 1 and not spec.by_name:
         raise ValueError("several devices need the model by name: each worker loads its own")
@@ -155,6 +157,11 @@ def resolve_config(
     log_path = Path(failure_log) if failure_log is not None else folder / FAILURE_LOG_NAME
     check_failure_log(log_path)
     settings = ExtractionSettings(
-        toks_per_batch, truncation_seq_length, overwrite, redo_stale, accept_invalid
+        toks_per_batch=toks_per_batch,
+        truncation_seq_length=truncation_seq_length,
+        overwrite=overwrite,
+        redo_stale=redo_stale,
+        accept_invalid=accept_invalid,
+        accept_stale=accept_stale,
     )
     return RunConfig(spec, tuple(chosen), shard, settings, log_path, show_progress)

@@ -15,7 +15,9 @@ WHOLE_FILE = "-"
 # Kinds caused by the input itself: a rerun fails them again, so it reports them instead of
 # recomputing. Every other kind (out_of_memory, batch_error, non_finite_embedding,
 # write_error, ...) may pass, so a rerun retries the file.
-INPUT_KINDS = frozenset({"empty_sequence", "invalid_character", "invalid_header"})
+INPUT_KINDS = frozenset(
+    {"empty_sequence", "invalid_character", "invalid_header", "nucleotide_sequence"}
+)
 
 
 @dataclass(frozen=True)

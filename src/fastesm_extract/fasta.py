@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .failures import RecordFailure
+from .input_read import InputRead
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
@@ -49,10 +50,21 @@ class FastaContents:
     failures: list[RecordFailure]
     duplicate_ids: list[str] = field(default_factory=list)
     sha256: str = ""  # of the file's bytes as stored, hashed while they were read
+    size: int = 0  # of those same bytes
 
     @property
     def n_read(self) -> int:
         return len(self.records) + len(self.failures)
+
+    @property
+    def source(self) -> InputRead:
+        """What a manifest records of the input: the bytes parsed, not the file as it is now."""
+        return InputRead(path=self.path, size=self.size, sha256=self.sha256)
+
+
+def record_ids(contents: FastaContents) -> list[str]:
+    """The ID of every record read, usable or failed (order not kept)."""
+    return [record.id for record in contents.records] + [f.record_id for f in contents.failures]
 
 
 class FastaReader:
@@ -73,6 +85,7 @@ class FastaReader:
         self._digest = hashlib.sha256()
         self.preamble = b""
         self.sha256 = ""
+        self.size = 0
 
     def __iter__(self) -> Iterator[bytes]:
         pending = b"\n"  # a line end before the file: the first header is found like the others
@@ -101,6 +114,7 @@ class FastaReader:
             source = self._source or stack.enter_context(open(self.path, "rb"))
             while block := source.read(_BLOCK):
                 self._digest.update(block)
+                self.size += len(block)
                 yield block
 
     def _decoded_blocks(self) -> Iterator[bytes]:
@@ -206,7 +220,7 @@ def _read(reader: FastaReader) -> FastaContents:
         raise FastaError(f"{path} is not FASTA: the first non-blank line does not start with '>'")
     counts = Counter(record.id for record in records)
     duplicates = [record_id for record_id, count in counts.items() if count > 1]
-    return FastaContents(path, records, failures, duplicates, reader.sha256)
+    return FastaContents(path, records, failures, duplicates, reader.sha256, reader.size)
 
 
 def parse_fasta(data: bytes, path: Path) -> FastaContents:

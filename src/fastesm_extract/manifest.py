@@ -1,12 +1,15 @@
-"""Provenance manifests: `<output>.json` beside each `_ESM.pt`, and staleness checks (issue 4).
+"""Provenance manifests: `<output>.json` beside each `_ESM.pt` (what it was made from).
 
 A manifest records what an output was computed from (input bytes, model, settings, versions)
-so that a resumed run can tell a finished output from a stale one.
+and which output it describes (the output's own size and hash), so that a resumed run can
+tell a current output from one made from other data (see `currency`).
 
 An output and its manifest are one unit: a "pending" manifest is written before the output
 is replaced and the complete one after it, so a kill (or full disk) at any instant leaves
 either the previous unit or an output whose manifest says it was never completed, which a
-later run rebuilds. Outputs without any manifest (the original pipeline's) stay accepted.
+later run rebuilds. Outputs without any manifest (the original pipeline's) stay accepted
+when their IDs are their input's. A "failed" manifest without an output records a file none
+of whose records is valid input, so that a rerun reports it without logging it again.
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ from pathlib import Path
 
 import torch
 
+from .currency import ModelIdentity, local_model_path
 from .failures import RecordFailure
+from .input_read import InputRead
 from .layout import manifest_path
+from .manifest_schema import manifest_problems
 from .model import LoadedModel
 from .store import atomic_write, save_embeddings_atomic
 
 FORMAT_VERSION = 1
-PENDING, COMPLETE = "pending", "complete"
+PENDING, COMPLETE, FAILED_INPUT = "pending", "complete", "failed"
 _HASH_CHUNK = 1 << 20
 
 
@@ -60,7 +66,11 @@ def device_name(device: torch.device) -> str:
 
 @dataclass(frozen=True)
 class Provenance:
-    """What every manifest of a run shares: model, settings and software versions."""
+    """What every manifest of a run shares: model, settings and software versions.
+
+    Only `identity` decides whether an output is current; dtype, device and batch budget
+    are recorded for the record (they change no embedding beyond numerical noise).
+    """
 
     model_id: str
     revision: str | None
@@ -84,41 +94,52 @@ class Provenance:
             toks_per_batch=toks_per_batch,
         )
 
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity(
+            model_id=self.model_id,
+            revision=self.revision,
+            commit_hash=self.commit_hash,
+            hidden_size=self.hidden_size,
+            truncation_seq_length=self.truncation_seq_length,
+        )
+
+
+def _model_section(provenance: Provenance) -> dict:
+    return {
+        "id": provenance.model_id,
+        "revision": provenance.revision,
+        "commit_hash": provenance.commit_hash,
+        "local_path": local_model_path(provenance.model_id),
+        "dtype": provenance.dtype,
+        "device": provenance.device,
+        "hidden_size": provenance.hidden_size,
+    }
+
 
 def build_manifest(
     provenance: Provenance,
-    input_path: Path,
-    input_sha256: str,
+    source: InputRead,
     n_read: int,
     embedded: int,
     failures: list[RecordFailure],
     started: str,
+    state: str = COMPLETE,
 ) -> dict:
-    """The complete manifest dictionary for one output (JSON-serializable)."""
+    """The manifest dictionary for one output (JSON-serializable); `save_output_and_manifest`
+    adds the output's own size and hash."""
     return {
         "format_version": FORMAT_VERSION,
-        "state": COMPLETE,
-        "input": {
-            "path": str(input_path),
-            "absolute_path": str(Path(input_path).resolve()),
-            "size": Path(input_path).stat().st_size,
-            "sha256": input_sha256,
-        },
+        "state": state,
+        "input": source.as_manifest(),
         "records": {
             "read": n_read,
             "embedded": embedded,
             "failed": len(failures),
             "failed_ids": [failure.record_id for failure in failures],
-            "failed_kinds": [failure.kind for failure in failures],  # same order as the IDs
+            "failed_kinds": [str(failure.kind) for failure in failures],  # same order as IDs
         },
-        "model": {
-            "id": provenance.model_id,
-            "revision": provenance.revision,
-            "commit_hash": provenance.commit_hash,
-            "dtype": provenance.dtype,
-            "device": provenance.device,
-            "hidden_size": provenance.hidden_size,
-        },
+        "model": _model_section(provenance),
         "settings": {
             "truncation_seq_length": provenance.truncation_seq_length,
             "toks_per_batch": provenance.toks_per_batch,
@@ -143,65 +164,6 @@ class ManifestError(Exception):
     """A manifest exists but cannot be used: unreadable, not JSON, or fields of the wrong type."""
 
 
-_TEXT, _NUMBER, _TEXT_OR_NONE, _TEXTS = "text", "integer", "text or null", "list of texts"
-# The fields runs and `verify` read, with the type each must have when present; fields not
-# listed are not read, so they may hold anything.
-_FIELD_TYPES: dict[str, str | dict[str, str]] = {
-    "format_version": _NUMBER,
-    "state": _TEXT,
-    "started": _TEXT,
-    "finished": _TEXT,
-    "input": {"path": _TEXT, "absolute_path": _TEXT, "size": _NUMBER, "sha256": _TEXT},
-    "records": {
-        "read": _NUMBER,
-        "embedded": _NUMBER,
-        "failed": _NUMBER,
-        "failed_ids": _TEXTS,
-        "failed_kinds": _TEXTS,
-    },
-    "model": {
-        "id": _TEXT,
-        "revision": _TEXT_OR_NONE,
-        "commit_hash": _TEXT_OR_NONE,
-        "dtype": _TEXT,
-        "device": _TEXT,
-        "hidden_size": _NUMBER,
-    },
-    "settings": {"truncation_seq_length": _NUMBER, "toks_per_batch": _NUMBER},
-}
-
-
-def _has_type(value: object, expected: str) -> bool:
-    if expected == _NUMBER:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected == _TEXTS:
-        return isinstance(value, list) and all(isinstance(item, str) for item in value)
-    return isinstance(value, str) or (expected == _TEXT_OR_NONE and value is None)
-
-
-def manifest_problems(content: object) -> list[str]:
-    """Why `content` cannot be used as a manifest (fields of the wrong type); empty when usable."""
-    if not isinstance(content, dict):
-        return [f"a JSON {type(content).__name__}, not an object"]
-    problems = []
-    for key, expected in _FIELD_TYPES.items():
-        if key not in content:
-            continue
-        value = content[key]
-        if isinstance(expected, str):
-            if not _has_type(value, expected):
-                problems.append(f"{key!r} is {json.dumps(value)[:40]}, not {expected}")
-        elif not isinstance(value, dict):
-            problems.append(f"{key!r} is {json.dumps(value)[:40]}, not an object")
-        else:
-            problems += [
-                f"'{key}.{field}' is {json.dumps(value[field])[:40]}, not {kind}"
-                for field, kind in expected.items()
-                if field in value and not _has_type(value[field], kind)
-            ]
-    return problems
-
-
 def pending_manifest(started: str) -> dict:
     """Written before an output is replaced: "this output is being written, not finished"."""
     return {
@@ -213,12 +175,17 @@ def pending_manifest(started: str) -> dict:
 
 
 def is_complete(manifest: dict) -> bool:
-    """False for a pending manifest: its output was never completed by this tool.
+    """False for a pending (or failed) manifest: its output was never completed by this tool.
 
     Manifests from before the pending state existed were written after their output, so a
     manifest without a state is complete.
     """
     return manifest.get("state", COMPLETE) == COMPLETE
+
+
+def file_identity(path: str | Path) -> dict:
+    """`{'size', 'sha256'}` of a file as it is on disk now."""
+    return {"size": os.stat(path).st_size, "sha256": sha256_of(path)}
 
 
 def save_output_and_manifest(
@@ -228,6 +195,8 @@ def save_output_and_manifest(
 
     Each step is atomic, so whatever instant a kill lands, the pair on disk is the previous
     unit, or an output with a pending manifest (rebuilt by the next run), or the new unit.
+    The manifest names the output it describes by size and hash, so an output copied or
+    moved over this one is not taken for it.
     """
     write_manifest(output, pending_manifest(manifest.get("started", utc_now())))
     try:
@@ -236,7 +205,7 @@ def save_output_and_manifest(
         if not Path(output).exists():  # nothing written: nothing to mark as unfinished
             manifest_path(output).unlink(missing_ok=True)
         raise
-    write_manifest(output, manifest)
+    write_manifest(output, {**manifest, "output": file_identity(output)})
 
 
 def read_manifest(output: str | Path) -> dict | None:
@@ -260,27 +229,3 @@ def read_manifest(output: str | Path) -> dict | None:
     if problems:
         raise ManifestError(f"manifest {path} is damaged: {'; '.join(problems[:3])}")
     return content
-
-
-def stale_reasons(manifest: dict, provenance: Provenance, input_sha256: str) -> list[str]:
-    """Why an output with `manifest` is not what this run would produce; empty when current."""
-    reasons = []
-    recorded_input = manifest.get("input", {}).get("sha256")
-    if recorded_input != input_sha256:
-        reasons.append("the input file changed")
-    model = manifest.get("model", {})
-    if model.get("id") != provenance.model_id:
-        reasons.append(f"model {model.get('id')!r} != {provenance.model_id!r}")
-    recorded_commit, commit = model.get("commit_hash"), provenance.commit_hash
-    if recorded_commit and commit and recorded_commit != commit:
-        reasons.append(f"model commit {recorded_commit[:12]} != {commit[:12]}")
-    recorded_size = model.get("hidden_size")
-    if recorded_size is not None and recorded_size != provenance.hidden_size:
-        reasons.append(f"hidden size {recorded_size} != {provenance.hidden_size}")
-    if model.get("dtype") != provenance.dtype:
-        reasons.append(f"dtype {model.get('dtype')} != {provenance.dtype}")
-    settings = manifest.get("settings", {})
-    for name in ("truncation_seq_length", "toks_per_batch"):
-        if settings.get(name) != getattr(provenance, name):
-            reasons.append(f"{name} {settings.get(name)} != {getattr(provenance, name)}")
-    return reasons

@@ -20,7 +20,7 @@ from .compute import ComputedFile, assemble_output, compute_file
 from .config import ExtractionSettings
 from .embed import DeviceFailedError, DeviceHealth
 from .failures import FailureLog
-from .fasta import FastaError, read_fasta
+from .fasta import FastaContents, FastaError, read_fasta, record_ids
 from .jobs import FileJob
 from .locks import OutputLocks
 from .manifest import Provenance, sha256_of, utc_now
@@ -34,7 +34,7 @@ from .prepare import (
     warn_about_records,
 )
 from .progress import ProgressSink, RunProgress
-from .publish import file_failed, publish
+from .publish import file_failed, publish, record_invalid_input
 from .resume import BUILD, FINISHED, ExistingOutput, examine_output, kept_result
 from .store import OutputError, remove_leftover_temporaries
 from .summary import LOCKED, FileResult, RunSummary
@@ -62,12 +62,15 @@ class Extractor:
             loaded, settings.truncation_seq_length, settings.toks_per_batch
         )
 
-    def _examine(self, job: FileJob, input_sha256: str) -> ExistingOutput:
+    def _examine(
+        self, job: FileJob, input_sha256: str, contents: FastaContents | None = None
+    ) -> ExistingOutput:
         settings = self.settings
         return examine_output(
             job,
-            self.provenance,
+            self.provenance.identity,
             input_sha256,
+            input_ids=lambda: record_ids(contents or read_fasta(job.fasta)),
             overwrite=settings.overwrite,
             redo_stale=settings.redo_stale,
         )
@@ -80,23 +83,33 @@ class Extractor:
             contents = None if can_skip_reading(job) else read_fasta(job.fasta)
             input_sha256 = contents.sha256 if contents else sha256_of(job.fasta)
             # Outputs are examined before locking: finished ones are skipped without a lock.
-            if (existing := self._examine(job, input_sha256)).verdict != BUILD:
+            if (existing := self._examine(job, input_sha256, contents)).verdict != BUILD:
                 return kept_result(job, existing, self.failure_log.path)
             if (holder := self._locks.try_acquire(job.output)) is not None:
                 log.warning("%s is being computed by %s: skipped", job.output, holder)
                 return FileResult(job, LOCKED, message=f"being computed by {holder}")
             locked = True
             # Examined again under the lock: another run may have finished it meanwhile.
-            if (existing := self._examine(job, input_sha256)).verdict != BUILD:
+            if (existing := self._examine(job, input_sha256, contents)).verdict != BUILD:
                 return kept_result(job, existing, self.failure_log.path)
             if existing.reason:
                 log.warning("existing output %s will be rebuilt: %s", job.output, existing.reason)
             remove_leftover_temporaries(job.output)  # ours to remove: this run holds the lock
+            # The manifest vouches for the bytes parsed here, whatever was hashed above.
             prepared = prepare_file(job, self.loaded, self.settings, contents)
             locked = False  # from here on, released once the file is written or abandoned
         except NoUsableRecordsError as error:
             self.failure_log.record_many(job.fasta, error.contents.failures)
-            return self._file_failed(job, "unreadable_file", str(error), error.contents.n_read)
+            contents = error.contents
+            record_invalid_input(job, contents, self.provenance, started)
+            return file_failed(
+                job,
+                "unreadable_file",
+                str(error),
+                self.failure_log,
+                contents.n_read,
+                contents.failures,
+            )
         except FastaError as error:
             return self._file_failed(job, "unreadable_file", str(error))
         except OSError as error:
@@ -107,7 +120,7 @@ class Extractor:
             if locked:
                 self._locks.release(job.output)
         warn_about_records(prepared, self.settings)
-        return dataclasses.replace(prepared, input_sha256=input_sha256, started=started)
+        return dataclasses.replace(prepared, started=started, rebuild_reason=existing.reason)
 
     def _file_failed(self, job: FileJob, kind: str, message: str, n_read: int = 0) -> FileResult:
         return file_failed(job, kind, message, self.failure_log, n_read)
@@ -122,14 +135,15 @@ class Extractor:
         prepared = computed.prepared
         try:
             output = assemble_output(computed, self.loaded.hidden_size)
-            return publish(
+            result = publish(
                 prepared.job,
                 output,
                 self.provenance,
-                prepared.input_sha256,
+                prepared.contents.source,
                 prepared.started,
                 self.failure_log,
             )
+            return dataclasses.replace(result, rebuilt_because=prepared.rebuild_reason)
         except (OutputError, OSError) as error:
             n_read = prepared.contents.n_read
             return self._file_failed(prepared.job, "write_error", str(error), n_read)

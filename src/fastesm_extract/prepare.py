@@ -16,6 +16,7 @@ from .failures import RecordFailure
 from .fasta import FastaContents, FastaError, ProteinRecord, read_fasta
 from .jobs import FileJob
 from .model import LoadedModel
+from .nucleotide import NUCLEOTIDE, refuse_nucleotide_records
 from .tokens import UNKNOWN_REFUSED, EsmAlphabet
 
 log = logging.getLogger("fastesm_extract")
@@ -30,8 +31,8 @@ class PreparedFile:
     tokens: list[np.ndarray]  # residue token ids per record, truncated
     batches: list[BatchInputs]
     n_truncated: int
-    input_sha256: str = ""
     started: str = ""
+    rebuild_reason: str = ""  # why an existing output is being replaced, if one is
 
 
 def refuse_unknown_letters(contents: FastaContents, alphabet: EsmAlphabet) -> FastaContents:
@@ -55,7 +56,14 @@ class NoUsableRecordsError(FastaError):
     """Every record of the file failed; `contents` holds their failures."""
 
     def __init__(self, contents: FastaContents) -> None:
-        super().__init__(f"{contents.path} has no usable records ({len(contents.failures)} failed)")
+        failures = contents.failures
+        message = f"{contents.path} has no usable records ({len(failures)} failed)"
+        if failures and all(failure.kind == NUCLEOTIDE for failure in failures):
+            message = (
+                f"{contents.path} holds nucleotide sequences, not proteins: it looks like the "
+                "DNA side of the pair (give the protein FASTA, e.g. the six-frame translations)"
+            )
+        super().__init__(message)
         self.contents = contents
 
 
@@ -71,6 +79,7 @@ def prepare_file(
     """
     if contents is None:
         contents = read_fasta(job.fasta)
+    contents = refuse_nucleotide_records(contents)
     contents = refuse_unknown_letters(contents, loaded.alphabet)
     if not contents.records:
         raise NoUsableRecordsError(contents)
@@ -84,7 +93,7 @@ def prepare_file(
     batches = [collate(loaded.alphabet, tokens, rows) for rows in groups]
     if loaded.device.type == "cuda":
         batches = [batch.pin_memory() for batch in batches]
-    return PreparedFile(job, contents, tokens, batches, n_truncated, contents.sha256)
+    return PreparedFile(job, contents, tokens, batches, n_truncated)
 
 
 def can_skip_reading(job: FileJob) -> bool:

@@ -12,8 +12,18 @@ from dataclasses import dataclass
 import torch
 
 from .failures import WHOLE_FILE, FailureLog, RecordFailure, is_input_failure
+from .fasta import FastaContents
+from .input_read import InputRead
 from .jobs import FileJob
-from .manifest import Provenance, build_manifest, save_output_and_manifest
+from .manifest import (
+    FAILED_INPUT,
+    ManifestError,
+    Provenance,
+    build_manifest,
+    read_manifest,
+    save_output_and_manifest,
+    write_manifest,
+)
 from .summary import FAILED, WRITTEN, FileResult
 
 log = logging.getLogger("fastesm_extract")
@@ -34,7 +44,7 @@ def publish(
     job: FileJob,
     output: FileOutput,
     provenance: Provenance,
-    input_sha256: str,
+    source: InputRead,
     started: str,
     failure_log: FailureLog,
     write: bool = True,
@@ -44,16 +54,24 @@ def publish(
     written: nothing is logged then, the caller decides (see `file_failed`)."""
     proteins, failures, n_read = output.proteins, output.failures, output.n_read
     if write and proteins:  # a file with no embedding writes no output
-        manifest = build_manifest(
-            provenance, job.fasta, input_sha256, n_read, len(proteins), failures, started
-        )
+        manifest = build_manifest(provenance, source, n_read, len(proteins), failures, started)
         save_output_and_manifest(job.output, proteins, output.data, manifest)
     failure_log.record_many(job.fasta, failures)
     n_invalid = sum(is_input_failure(failure.kind) for failure in failures)
     if not proteins:
         message = f"none of its {n_read} records could be embedded: no output written"
         log.error("%s: %s (see %s)", job.fasta, message, failure_log.path)
-        return FileResult(job, FAILED, n_read, 0, n_read, message=message, n_invalid=n_invalid)
+        kinds = tuple(str(failure.kind) for failure in failures)
+        return FileResult(
+            job,
+            FAILED,
+            n_read,
+            0,
+            n_read,
+            message=message,
+            n_invalid=n_invalid,
+            failed_kinds=kinds,
+        )
     if failures:
         log.warning(
             "%s: %d of %d records failed (see %s)",
@@ -70,13 +88,59 @@ def publish(
         len(failures),
         output.n_truncated,
         n_invalid=n_invalid,
+        failed_kinds=tuple(str(failure.kind) for failure in failures),
     )
 
 
 def file_failed(
-    job: FileJob, kind: str, message: str, failure_log: FailureLog, n_read: int = 0
+    job: FileJob,
+    kind: str,
+    message: str,
+    failure_log: FailureLog,
+    n_read: int = 0,
+    record_failures: list[RecordFailure] | None = None,
 ) -> FileResult:
-    """A whole file failed: one failure-log line, one error, a FAILED result."""
+    """A whole file failed: one failure-log line, one error, a FAILED result. Its records
+    count as failed by their own kinds when known (`record_failures`), else by `kind`."""
     failure_log.record(job.fasta, RecordFailure(WHOLE_FILE, kind, message))
     log.error("%s: %s", job.fasta, message)
-    return FileResult(job, FAILED, n_read=n_read, n_failed=n_read, message=message)
+    kinds = tuple(str(f.kind) for f in record_failures) if record_failures else (kind,) * n_read
+    n_invalid = sum(is_input_failure(k) for k in kinds) if record_failures else 0
+    return FileResult(
+        job,
+        FAILED,
+        n_read=n_read,
+        n_failed=n_read,
+        message=message,
+        n_invalid=n_invalid,
+        failed_kinds=kinds,
+    )
+
+
+def record_invalid_input(
+    job: FileJob, contents: FastaContents, provenance: Provenance, started: str
+) -> None:
+    """Remember that none of this input's records is valid (a "failed" manifest, no output),
+    so that a rerun reports it again without logging every record again.
+
+    Only where no output exists: an output of an earlier input stays with its own manifest
+    (and is rebuilt, failing again, while the input stays invalid)."""
+    if job.output.exists() or not all(is_input_failure(f.kind) for f in contents.failures):
+        return
+    try:
+        if (existing := read_manifest(job.output)) is not None and existing.get(
+            "state"
+        ) != FAILED_INPUT:
+            return
+        manifest = build_manifest(
+            provenance,
+            contents.source,
+            contents.n_read,
+            0,
+            contents.failures,
+            started,
+            state=FAILED_INPUT,
+        )
+        write_manifest(job.output, manifest)
+    except (OSError, ManifestError) as error:  # only a convenience: never fails the file
+        log.warning("%s: cannot record that its input is invalid: %s", job.output, error)

@@ -1,34 +1,43 @@
-"""Resume: is an existing output finished, stale, or to be (re)built? (SPEC sections 4 and 8)
+"""Resume: is an existing output current, stale, or to be (re)built? (see `currency`)
 
 Decided from the output itself and its manifest, never by recomputing:
 - no output, `--overwrite`, an output that does not load, or a damaged manifest -> build;
 - a pending manifest (a run died between output and manifest) -> build;
+- an output that is not the one its manifest describes (copied or moved over it) -> build;
+- the input content changed since the output was made -> build;
 - an output with 0 records, or one whose manifest lists records that failed for a passing
   reason (out of memory, batch error, ...) -> build, so those records are retried;
-- another input, model, hidden size or setting -> stale: kept and reported (build only with
-  `--redo-stale`);
+- another model or truncation -> stale: kept and reported (built with `--redo-stale`);
+- an output without manifest (the original pipeline's) -> finished when its IDs are its
+  input's, built when they are not;
 - otherwise finished: skipped, and records that failed for an input reason are reported again.
+A file none of whose records is valid input has no output, only a "failed" manifest: while
+its input and model are unchanged it is reported again (`INVALID`) without being re-read
+into the failure log.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from .currency import ModelIdentity, input_changed, model_differences, other_output
 from .failures import is_input_failure
 from .jobs import FileJob
 from .manifest import (
+    FAILED_INPUT,
     ManifestError,
-    Provenance,
     is_complete,
     read_manifest,
     sha256_of,
-    stale_reasons,
 )
 from .store import OutputError, load_embeddings
-from .summary import SKIPPED, FileResult, Status
+from .summary import FAILED, SKIPPED, FileResult, Status
 
 log = logging.getLogger("fastesm_extract")
 
@@ -39,12 +48,13 @@ class Verdict(str, Enum):
     BUILD = "build"  # (re)compute it
     FINISHED = "finished"  # keep it: SKIPPED
     STALE = Status.STALE.value  # keep it and report it: STALE (rebuilt with --redo-stale)
+    INVALID = "invalid"  # no output: every record is invalid input, unchanged since reported
 
     def __str__(self) -> str:
         return self.value
 
 
-BUILD, FINISHED, STALE = Verdict
+BUILD, FINISHED, STALE, INVALID = Verdict
 
 
 @dataclass(frozen=True)
@@ -54,19 +64,45 @@ class ExistingOutput:
     verdict: Verdict
     reason: str = ""
     n_invalid: int = 0  # records the manifest lists as failed for an input reason
+    n_read: int = 0  # INVALID: the records of the input
+    invalid_kinds: tuple[str, ...] = ()  # the failure kind of each of those records
+
+
+def _invalid_input_verdict(job: FileJob, identity: ModelIdentity, input_sha256: str):
+    """INVALID for an input whose "failed" manifest still describes it; else BUILD."""
+    try:
+        manifest = read_manifest(job.output)
+    except ManifestError:
+        return ExistingOutput(BUILD)
+    if manifest is None or manifest.get("state") != FAILED_INPUT:
+        return ExistingOutput(BUILD)
+    if input_changed(manifest, input_sha256) or model_differences(manifest, identity):
+        return ExistingOutput(BUILD)
+    records = manifest.get("records", {})
+    kinds = tuple(records.get("failed_kinds") or ())
+    n = len(kinds)
+    return ExistingOutput(
+        INVALID, "none of its records is valid input", n, records.get("read", n), kinds
+    )
 
 
 def examine_output(
     job: FileJob,
-    provenance: Provenance,
+    identity: ModelIdentity,
     input_sha256: str,
     *,
+    input_ids: Callable[[], list[str]] | None = None,
     overwrite: bool = False,
     redo_stale: bool = False,
 ) -> ExistingOutput:
-    """What to do with `job.output` for a run with `provenance` over an input of this hash."""
-    if overwrite or not job.output.exists():
+    """What to do with `job.output` for a run of `identity` over an input of this hash.
+
+    `input_ids` gives the input's record IDs, read only for an output without manifest.
+    """
+    if overwrite:
         return ExistingOutput(BUILD)
+    if not job.output.exists():
+        return _invalid_input_verdict(job, identity, input_sha256)
     try:
         proteins, data = load_embeddings(job.output)  # any dimension: another model's is stale
     except OutputError as error:
@@ -79,18 +115,18 @@ def examine_output(
         return ExistingOutput(BUILD, "it was never completed (its run was interrupted)")
     if not proteins:
         return ExistingOutput(BUILD, "it holds no embeddings")
+    if manifest is None:
+        return _without_manifest(proteins, int(data[0].shape[0]), identity, input_ids, redo_stale)
+    if swapped := _other_output(job.output, manifest, len(proteins)):
+        return ExistingOutput(BUILD, swapped)
+    if input_changed(manifest, input_sha256):
+        return ExistingOutput(BUILD, "the input changed since it was made")
+    reasons = model_differences(manifest, identity)
     dimension = int(data[0].shape[0])
-    reasons = (
-        []
-        if dimension == provenance.hidden_size
-        else [f"{dimension} dimensions, this model gives {provenance.hidden_size}"]
-    )
-    if manifest is not None:
-        reasons = stale_reasons(manifest, provenance, input_sha256) or reasons
+    if not reasons and dimension != identity.hidden_size:
+        reasons = [f"{dimension} dimensions, this model gives {identity.hidden_size}"]
     if reasons:
         return ExistingOutput(BUILD if redo_stale else STALE, "stale: " + "; ".join(reasons))
-    if manifest is None:  # e.g. the original pipeline's outputs: validated, kept
-        return ExistingOutput(FINISHED, "no manifest")
     records = manifest.get("records", {})
     failed_ids = records.get("failed_ids") or []
     kinds = records.get("failed_kinds") or []
@@ -100,13 +136,64 @@ def examine_output(
     if passing:
         shown = ", ".join(sorted(set(passing)))
         return ExistingOutput(BUILD, f"retrying {len(passing)} records that failed ({shown})")
-    return ExistingOutput(FINISHED, n_invalid=len(kinds))
+    return ExistingOutput(FINISHED, n_invalid=len(kinds), invalid_kinds=tuple(kinds))
+
+
+def _other_output(output: Path, manifest: dict, n_records: int) -> str:
+    recorded = manifest.get("output") or {}
+    size = os.stat(output).st_size
+    if recorded and recorded.get("size") != size:
+        return other_output(manifest, size, "", n_records)
+    digest = sha256_of(output) if recorded else ""
+    return other_output(manifest, size, digest, n_records)
+
+
+def _without_manifest(
+    proteins: list[str],
+    dimension: int,
+    identity: ModelIdentity,
+    input_ids: Callable[[], list[str]] | None,
+    redo_stale: bool,
+) -> ExistingOutput:
+    """An output of the original pipeline (or of a tool that writes no manifest)."""
+    if dimension != identity.hidden_size:
+        reason = f"stale: {dimension} dimensions, this model gives {identity.hidden_size}"
+        return ExistingOutput(BUILD if redo_stale else STALE, reason)
+    if input_ids is not None:
+        expected, found = Counter(input_ids()), Counter(proteins)
+        if found != expected:
+            differing = sum(((found - expected) + (expected - found)).values())
+            return ExistingOutput(
+                BUILD, f"it has no manifest and its IDs are not its input's ({differing} differ)"
+            )
+    return ExistingOutput(FINISHED, "no manifest")
 
 
 def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> FileResult:
-    """The result for an output that is kept: finished (SKIPPED) or STALE, reported."""
+    """The result for an output that is kept: finished (SKIPPED), STALE, or an input that is
+    still all invalid (FAILED, reported without logging its records again)."""
+    if existing.verdict == INVALID:
+        message = (
+            f"none of its {existing.n_read} records is valid input (unchanged since they were "
+            f"logged in {failure_log}): no output"
+        )
+        log.error("%s: %s", job.fasta, message)
+        n = existing.n_invalid
+        return FileResult(
+            job,
+            FAILED,
+            n_read=existing.n_read,
+            n_failed=n,
+            n_invalid=n,
+            message=message,
+            failed_kinds=existing.invalid_kinds,
+        )
     if existing.verdict != FINISHED:
-        log.warning("%s is %s: kept; --redo-stale rebuilds it", job.output, existing.reason)
+        log.warning(
+            "%s is %s: kept; --redo-stale rebuilds it, --accept-stale accepts it",
+            job.output,
+            existing.reason,
+        )
         return FileResult(job, Status.STALE, message=existing.reason.removeprefix("stale: "))
     if existing.n_invalid:
         log.warning(
@@ -117,7 +204,9 @@ def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> Fi
         )
     message = "valid output exists" + (f" ({existing.reason})" if existing.reason else "")
     n = existing.n_invalid
-    return FileResult(job, SKIPPED, n_failed=n, n_invalid=n, message=message)
+    return FileResult(
+        job, SKIPPED, n_failed=n, n_invalid=n, message=message, failed_kinds=existing.invalid_kinds
+    )
 
 
 def finished_before_death(job: FileJob) -> bool:
@@ -130,7 +219,9 @@ def finished_before_death(job: FileJob) -> bool:
     if manifest is None or not is_complete(manifest) or not job.output.exists():
         return False
     try:
-        load_embeddings(job.output)
-        return manifest.get("input", {}).get("sha256") == sha256_of(job.fasta)
+        proteins, _ = load_embeddings(job.output)
+        if _other_output(job.output, manifest, len(proteins)):
+            return False
+        return not input_changed(manifest, sha256_of(job.fasta))
     except (OutputError, OSError):
         return False

@@ -1,28 +1,34 @@
 """The one runner: jobs + a `RunConfig` -> outputs and a `RunSummary`.
 
-One device: the model is loaded here and an `Extractor` runs the jobs. Several devices:
-one worker process per device (`parallel.run_on_devices`), each loading its own model.
+First every output is examined without the model (`plan`): current and stale outputs are
+kept and reported, so a run with nothing to build never loads the model. The rest run on one
+device (an `Extractor`, the model loaded here) or on several (`parallel.run_on_devices`, one
+worker process per device, each loading its own model).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
 
-from .config import RunConfig
+from .config import ModelSpec, RunConfig
 from .failures import FailureLog
 from .jobs import FileJob, check_writable
 from .parallel import run_on_devices
 from .pipeline import Extractor
+from .plan import examine_job, model_identity
+from .resume import BUILD, kept_result
 from .shards import shard_jobs
-from .summary import FAILED, SKIPPED, WRITTEN, RunSummary
+from .summary import FAILED, SKIPPED, STALE, WRITTEN, FileResult, RunSummary
 
 log = logging.getLogger("fastesm_extract")
 
 Jobs = Sequence[FileJob] | Callable[[], Sequence[FileJob]]
 
 
-def _ready(jobs: Sequence[FileJob], config: RunConfig) -> list[FileJob]:
+def ready_jobs(jobs: Sequence[FileJob], config: RunConfig) -> list[FileJob]:
     """This process's share of `jobs`, with every output folder checked writable."""
     jobs = list(jobs)
     if (shard := config.shard) is not None:
@@ -34,45 +40,97 @@ def _ready(jobs: Sequence[FileJob], config: RunConfig) -> list[FileJob]:
     return jobs
 
 
+def _kept_without_model(
+    jobs: list[FileJob], config: RunConfig
+) -> tuple[list[FileJob], dict[FileJob, FileResult]]:
+    """(jobs that need the model, results of the outputs kept as they are)."""
+    if config.settings.overwrite:
+        return jobs, {}
+    identity = model_identity(config.model, config.settings)
+    if identity is None:
+        return jobs, {}
+    to_build, kept = [], {}
+    for job in jobs:
+        existing = examine_job(job, identity, config.settings)
+        if existing.verdict == BUILD:
+            to_build.append(job)
+        else:
+            kept[job] = kept_result(job, existing, config.failure_log)
+    return to_build, kept
+
+
+def _empty_summary(config: RunConfig) -> RunSummary:
+    settings = config.settings
+    return RunSummary(
+        failure_log=config.failure_log,
+        accept_invalid=settings.accept_invalid,
+        accept_stale=settings.accept_stale,
+    )
+
+
+def _compute(jobs: list[FileJob], config: RunConfig) -> RunSummary:
+    """Run the jobs that need the model: loaded here, or once per device in workers."""
+    if len(config.devices) > 1:
+        log.info(
+            "extracting %d files with %s on %s",
+            len(jobs),
+            config.model.model,
+            ", ".join(config.devices),
+        )
+        return run_on_devices(jobs, config)
+    loaded = config.model.load(config.devices[0])
+    log.info(
+        "extracting %d files with %s on %s (%s, hidden size %d)",
+        len(jobs),
+        loaded.model_id,
+        loaded.device,
+        str(loaded.dtype).removeprefix("torch."),
+        loaded.hidden_size,
+    )
+    extractor = Extractor(
+        loaded, config.settings, FailureLog(config.failure_log), config.show_progress
+    )
+    return extractor.run(jobs)
+
+
 def run(jobs: Jobs, config: RunConfig) -> RunSummary:
     """Run `jobs` (or this shard's share of them) as `config` says; never raises for a bad
     file or record (see the summary).
 
     `jobs` may be a function that makes them (e.g. splits a large FASTA): it is called once
     the model is loaded, so a model problem is reported before that work. A list is checked
-    (outputs writable) before the model loads.
+    (outputs writable) and examined before the model loads: if nothing needs computing, the
+    model is not loaded at all.
     """
-    ready = None if callable(jobs) else _ready(jobs, config)
-    if len(config.devices) > 1:
-        ready = ready if ready is not None else _ready(jobs(), config)
-        log.info(
-            "extracting %d files with %s on %s",
-            len(ready),
-            config.model.model,
-            ", ".join(config.devices),
-        )
-        summary = run_on_devices(ready, config)
+    started = time.perf_counter()
+    if callable(jobs):  # made after the model is loaded (split parts): nothing to examine yet
+        if len(config.devices) == 1:
+            loaded = config.model.load(config.devices[0])
+            config = dataclasses.replace(config, model=ModelSpec(loaded))
+        summary = _compute(ready_jobs(jobs(), config), config)
+        summary.model_loaded = True
     else:
-        loaded = config.model.load(config.devices[0])
-        ready = ready if ready is not None else _ready(jobs(), config)
-        log.info(
-            "extracting %d files with %s on %s (%s, hidden size %d)",
-            len(ready),
-            loaded.model_id,
-            loaded.device,
-            str(loaded.dtype).removeprefix("torch."),
-            loaded.hidden_size,
-        )
-        extractor = Extractor(
-            loaded, config.settings, FailureLog(config.failure_log), config.show_progress
-        )
-        summary = extractor.run(ready)
+        ready = ready_jobs(jobs, config)
+        to_build, kept = _kept_without_model(ready, config)
+        if to_build:
+            summary = _compute(to_build, config)
+            summary.model_loaded = True
+        else:
+            summary = _empty_summary(config)
+            if ready:
+                log.info("nothing to compute: every output is current or kept; model not loaded")
+        built = {result.job: result for result in summary.results}
+        ordered = [kept.get(job) or built.pop(job, None) for job in ready]
+        summary.results = [r for r in ordered if r is not None] + list(built.values())
+    summary.accept_stale = config.settings.accept_stale
+    summary.seconds = time.perf_counter() - started
     log.info(
-        "done in %.1f s: %d files written, %d skipped, %d failed; %d records embedded, %d failed, "
-        "%d truncated",
+        "done in %.1f s: %d files written, %d skipped, %d stale, %d failed; %d records "
+        "embedded, %d failed, %d truncated",
         summary.seconds,
         summary.count(WRITTEN),
         summary.count(SKIPPED),
+        summary.count(STALE),
         summary.count(FAILED),
         summary.records_embedded,
         summary.records_failed,

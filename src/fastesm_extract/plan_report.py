@@ -1,0 +1,81 @@
+"""`fastesm-extract plan` / `extract --dry-run`: print what a run would do, load no model."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .config import RunConfig
+from .jobs import FileJob
+from .plan import action_of, free_bytes, model_identity, plan_as_dict, plan_job
+from .runner import ready_jobs
+
+# What each action means for the run's exit status: these leave an output not current.
+_NOT_CURRENT = {"stale", "invalid", "locked"}
+
+
+def _size(n_bytes: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return ""
+
+
+def print_plan(jobs: list[FileJob], config: RunConfig) -> tuple[int, dict]:
+    """Print the plan for `jobs` (this shard's share) and return (exit status, JSON data).
+
+    The exit status is the one the run would give if every file to write succeeded.
+    """
+    ready = ready_jobs(jobs, config)
+    identity = model_identity(config.model, config.settings)
+    if identity is None:
+        print(
+            f"fastesm-extract plan: cannot read the configuration of {config.model.model!r} "
+            "without loading it: every output is listed as to write",
+            file=sys.stderr,
+        )
+        return 1, {"ok": False, "error": "model identity unknown"}
+    planned = [plan_job(job, identity, config.settings) for job in ready]
+    actions = Counter(action_of(item) for item in planned)
+    print(f"{'action':8} {'records':>8} {'disk':>9}  output  (reason)")
+    for item in planned:
+        action = action_of(item)
+        records = "-" if item.n_records is None else str(item.n_records)
+        disk = _size(item.output_bytes) if item.output_bytes else "-"
+        why = item.locked_by and f"held by {item.locked_by}" or item.existing.reason
+        print(
+            f"{action:8} {records:>8} {disk:>9}  {item.job.output}" + (f"  ({why})" if why else "")
+        )
+    total = sum(item.output_bytes for item in planned)
+    shard = config.shard
+    share = (
+        f" (shard {shard.index + 1}/{shard.count}: {len(ready)} of {len(jobs)} files)"
+        if shard
+        else ""
+    )
+    counts = ", ".join(f"{actions[name]} {name}" for name in sorted(actions)) or "no files"
+    folders = sorted({item.job.output.parent for item in planned})
+    free = free_bytes(Path(folders[0])) if folders else None
+    room = f"; {_size(free)} free" if free is not None else ""
+    print(
+        f"fastesm-extract plan{share}: {counts}; output disk needed about {_size(total)}{room}; "
+        f"model {identity.model_id} (hidden size {identity.hidden_size}) not loaded",
+        file=sys.stderr,
+    )
+    not_current = sum(actions[name] for name in _NOT_CURRENT if name != "stale")
+    if not config.settings.accept_stale:
+        not_current += actions["stale"]
+    if actions["stale"]:
+        print(
+            "  stale outputs are kept and fail the run: --redo-stale rebuilds them, "
+            "--accept-stale accepts them",
+            file=sys.stderr,
+        )
+    if free is not None and total > free:
+        print(
+            f"  WARNING: not enough free disk ({_size(free)}) for {_size(total)}", file=sys.stderr
+        )
+    status = 1 if not_current else 0
+    return status, {**plan_as_dict(planned, identity), "ok": status == 0}

@@ -1,0 +1,192 @@
+"""Exit 0 means every output is current: what a manifest vouches for is what is on disk,
+and a run with nothing to do never loads the model (the currency rule of README's resume
+section)."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from helpers import random_proteins, write_fasta
+
+import fastesm_extract.config as config
+import fastesm_extract.pipeline as pipeline
+from fastesm_extract import extract_files
+from fastesm_extract.cli import main
+from fastesm_extract.manifest import read_manifest, sha256_of
+from fastesm_extract.store import load_embeddings, save_embeddings_atomic
+
+
+def run(loaded, inputs, out, **options):
+    return extract_files(inputs, out, model=loaded, show_progress=False, **options)
+
+
+def test_the_manifest_vouches_for_the_bytes_parsed_not_the_bytes_hashed_first(
+    tiny_model, tmp_path, monkeypatch
+):
+    fasta = tmp_path / "x.fa"
+    old = random_proteins(4, 5, 20, seed=1)
+    new = random_proteins(6, 5, 20, seed=2)
+    write_fasta(fasta, old)
+    out = tmp_path / "out"
+    run(tiny_model, [fasta], out, truncation_seq_length=8)  # an output exists: hashed first
+    hash_only = pipeline.sha256_of
+
+    def hash_then_change(path):
+        digest = hash_only(path)
+        write_fasta(fasta, new)  # the file changes between hashing and parsing
+        return digest
+
+    monkeypatch.setattr(pipeline, "sha256_of", hash_then_change)
+    summary = run(tiny_model, [fasta], out, redo_stale=True)
+    monkeypatch.undo()
+    assert summary.count("written") == 1
+    output = out / "x_ESM.pt"
+    proteins, _ = load_embeddings(output)
+    manifest = read_manifest(output)
+    assert proteins == [record_id for record_id, _ in new]
+    assert manifest["input"]["sha256"] == sha256_of(fasta)  # the new bytes, as parsed
+    assert manifest["input"]["size"] == fasta.stat().st_size
+    # The old file back: its output is not current, so it is rebuilt, never skipped.
+    write_fasta(fasta, old)
+    summary = run(tiny_model, [fasta], out)
+    assert summary.count("written") == 1 and summary.ok
+    assert load_embeddings(output)[0] == [record_id for record_id, _ in old]
+
+
+def test_an_output_copied_over_another_is_not_taken_for_it(tiny_model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_fasta(folder / "x.fa", random_proteins(3, 5, 20, seed=3))
+    write_fasta(folder / "y.fa", random_proteins(5, 5, 20, seed=4))
+    out = tmp_path / "out"
+    run(tiny_model, [folder], out)
+    expected = load_embeddings(out / "x_ESM.pt")
+    shutil.copy(out / "y_ESM.pt", out / "x_ESM.pt")  # `cp out/y_ESM.pt out/x_ESM.pt`
+    summary = run(tiny_model, [folder], out)
+    by_name = {result.job.fasta.name: result for result in summary.results}
+    assert by_name["x.fa"].status == "written" and by_name["y.fa"].status == "skipped"
+    assert "not the output its manifest describes" in by_name["x.fa"].rebuilt_because
+    proteins, data = load_embeddings(out / "x_ESM.pt")
+    assert proteins == expected[0]
+    assert torch.equal(torch.stack(data), torch.stack(expected[1]))
+    assert summary.ok
+
+
+def test_an_output_without_manifest_is_accepted_only_with_its_inputs_ids(tiny_model, tmp_path):
+    fasta = write_fasta(tmp_path / "x.fa", random_proteins(4, 5, 20, seed=5))
+    other = random_proteins(4, 5, 20, seed=6)
+    out = tmp_path / "out"
+    out.mkdir()
+    # The original pipeline wrote its IDs in batch order: same IDs, another order: kept.
+    ids = [record_id for record_id, _ in random_proteins(4, 5, 20, seed=5)]
+    save_embeddings_atomic(out / "x_ESM.pt", ids[::-1], [torch.ones(32) for _ in ids])
+    summary = run(tiny_model, [fasta], out)
+    assert summary.count("skipped") == 1 and summary.ok and not summary.model_loaded
+    # Another FASTA's output, same width: not this input's, so rebuilt.
+    other_ids = [record_id for record_id, _ in other]
+    save_embeddings_atomic(out / "x_ESM.pt", other_ids, [torch.ones(32) for _ in other_ids])
+    summary = run(tiny_model, [fasta], out)
+    assert summary.count("written") == 1 and summary.ok
+    assert "its IDs are not its input's (8 differ)" in summary.results[0].rebuilt_because
+    assert load_embeddings(out / "x_ESM.pt")[0] == ids
+
+
+@pytest.fixture
+def finished_folder(tiny_checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for part in (1, 2):
+        write_fasta(folder / f"output_{part}.fa", random_proteins(5, 5, 30, seed=part))
+    out = tmp_path / "out"
+    argv = ["extract", str(folder), "-o", str(out), "--model", str(tiny_checkpoint)]
+    assert main([*argv, "--device", "cpu", "-q"]) == 0
+    return folder, out, argv
+
+
+def _no_loading(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(config, "load_model", refuse)
+
+
+def test_a_rerun_with_nothing_to_do_never_loads_the_model(finished_folder, monkeypatch, capsys):
+    folder, out, argv = finished_folder
+    _no_loading(monkeypatch)
+    # Another batch budget (README's GPU advice followed late) changes nothing: still current.
+    for extra in ([], ["--toks-per-batch", "8192"]):
+        assert main([*argv, "--device", "cpu", *extra]) == 0
+        assert "0 written, 2 skipped" in capsys.readouterr().err
+
+
+def test_stale_outputs_fail_the_run_until_rebuilt_or_accepted(finished_folder, capsys):
+    folder, out, argv = finished_folder
+    before = {p.name: p.read_bytes() for p in out.glob("*_ESM.pt")}
+    trunc = ["--device", "cpu", "--truncation-seq-length", "12"]
+    assert main([*argv, *trunc]) == 1
+    err = capsys.readouterr().err
+    assert "2 stale outputs kept, NOT current" in err
+    assert "--redo-stale rebuilds them, --accept-stale accepts them" in err
+    assert "truncation_seq_length 1024 != 12" in err
+    assert {p.name: p.read_bytes() for p in out.glob("*_ESM.pt")} == before  # never destroyed
+    assert main([*argv, *trunc, "--accept-stale"]) == 0
+    assert main([*argv, *trunc, "--redo-stale"]) == 0
+    assert "2 written" in capsys.readouterr().err
+    assert main([*argv, *trunc]) == 0
+
+
+def test_summary_json_says_what_happened_to_every_file(finished_folder, tmp_path, capsys):
+    folder, out, argv = finished_folder
+    (folder / "output_1.fa").write_text(">a\nMKTAYIAK\n>bad\nMK1\n>dna\n" + "ACGT" * 10 + "\n")
+    (folder / "output_3.fa").write_text(">c\nMKV\n")
+    summary_path = tmp_path / "summary.json"
+    status = main([*argv, "--device", "cpu", "--summary-json", str(summary_path)])
+    data = json.loads(summary_path.read_text())
+    assert status == data["exit_status"] == 1 and data["ok"] is False
+    assert data["files"] == {"written": 2, "skipped": 1}
+    assert data["records"]["embedded"] == 2  # embedded by this run: a and c
+    assert data["records"]["failed_by_kind"] == {
+        "invalid_character": 1,
+        "nucleotide_sequence": 1,
+    }
+    assert data["rebuilt"] == [
+        {"output": str(out / "output_1_ESM.pt"), "reason": "the input changed since it was made"}
+    ]
+    assert data["stale"] == [] and data["model_loaded"] is True
+    results = {entry["input"]: entry for entry in data["file_results"]}
+    assert results[str(folder / "output_1.fa")]["records"]["failed"] == 2
+    # A usage error still leaves a summary a workflow engine can read.
+    assert main([*argv, "--device", "bogus", "--summary-json", str(summary_path)]) == 2
+    assert json.loads(summary_path.read_text())["exit_status"] == 2
+
+
+def test_plan_says_what_a_run_would_do_without_loading_the_model(
+    finished_folder, monkeypatch, tmp_path, capsys
+):
+    folder, out, argv = finished_folder
+    write_fasta(folder / "output_3.fa", random_proteins(7, 5, 30, seed=9))  # new: write
+    write_fasta(folder / "output_2.fa", random_proteins(4, 5, 30, seed=10))  # changed: rebuild
+    _no_loading(monkeypatch)
+    plan_json = tmp_path / "plan.json"
+    status = main(["plan", *argv[1:], "--device", "cpu", "--summary-json", str(plan_json)])
+    captured = capsys.readouterr()
+    assert status == 0
+    expected = {"output_1_ESM.pt": "skip", "output_2_ESM.pt": "rebuild", "output_3_ESM.pt": "write"}
+    rows = captured.out.splitlines()[1:]
+    assert len(rows) == 3
+    for name, action in expected.items():
+        assert any(r.startswith(action) and f"{out / name}" in r for r in rows), (name, rows)
+    assert "1 rebuild, 1 skip, 1 write" in captured.err and "not loaded" in captured.err
+    data = json.loads(plan_json.read_text())
+    assert {e["output"]: e["action"] for e in data["files"]} == {
+        str(out / name): action for name, action in expected.items()
+    }
+    assert data["exit_status"] == 0
+    sizes = {entry["output"]: entry["output_bytes"] for entry in data["files"]}
+    assert sizes[str(out / "output_3_ESM.pt")] == 7 * (32 * 4 + 160)
+    # Another truncation: the finished output is stale; plan exits as the run would.
+    assert main(["plan", *argv[1:], "--truncation-seq-length", "9"]) == 1
+    assert "stale outputs are kept and fail the run" in capsys.readouterr().err
+    assert main(["extract", "--dry-run", *argv[1:], "--truncation-seq-length", "9"]) == 1
+    assert not (out / "output_3_ESM.pt").exists()  # a plan writes nothing
