@@ -11,8 +11,8 @@ from fastesm_extract.merge import (
     atomic_write,
     merge_embeddings,
     merge_files,
-    merge_folder,
 )
+from fastesm_extract.merge_folder import merge_folder
 
 
 def write_dnabert_s(path, ids, block):

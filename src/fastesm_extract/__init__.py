@@ -12,9 +12,9 @@ from .merge import (
     MergeResult,
     merge_embeddings,
     merge_files,
-    merge_folder,
     save_merged_atomic,
 )
+from .merge_folder import merge_folder
 from .model import DEFAULT_MODEL, LoadedModel, ModelLoadError, load_model, prepare_model
 from .pipeline import Extractor
 from .runner import run

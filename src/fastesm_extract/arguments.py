@@ -72,10 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--expect-dim",
         type=int,
         metavar="D",
-        help="fail unless the ESM embeddings have D dimensions (1280 for FastESM2_650)",
+        help="fail unless the ESM embeddings have D dimensions (1280 for FastESM2_650); "
+        "without it, every ESM file of a folder merge must have the width most of them have",
+    )
+    merge.add_argument(
+        "--dnabert-s-dim",
+        type=int,
+        default=768,
+        metavar="D",
+        help="width of the DNABERT-S embeddings (default 768)",
     )
     merge.add_argument(
         "--overwrite", action="store_true", help="folders: redo merged files that already exist"
+    )
+    merge.add_argument(
+        "--redo-stale",
+        action="store_true",
+        help="folders: rebuild merged files of another width (another model's features, "
+        "without manifest) instead of keeping them and exiting 1",
+    )
+    merge.add_argument(
+        "--accept-stale",
+        action="store_true",
+        help="folders: exit 0 although stale merged files were kept (still reported)",
     )
     merge.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     verify = commands.add_parser(

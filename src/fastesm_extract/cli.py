@@ -7,14 +7,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from .arguments import build_parser
+from .cli_merge import run_merge
 from .config import resolve_config
+from .exit_codes import EXIT_FAILURES, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, usage_error  # noqa: F401
 from .fasta import FastaError
 from .jobs import InputError
-from .layout import merged_name
-from .merge import MergeError, MergeOutcome, merge_files, merge_folder
 from .model import ModelLoadError
 from .plan_report import print_plan
 from .runner import run
@@ -24,7 +23,6 @@ from .summary import FAILED, LOCKED, SKIPPED, STALE, WRITTEN, RunSummary
 from .summary_json import write_summary_json
 from .verify import find_outputs, verify_output
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3  # 130/143: signals.py
 log = logging.getLogger("fastesm_extract")
 
 
@@ -76,11 +74,6 @@ def print_summary(summary: RunSummary) -> None:
         )
     elif summary.count(FAILED) or summary.records_failed:
         print(f"  details: {summary.failure_log}", file=sys.stderr)
-
-
-def usage_error(message: str) -> int:
-    print(f"fastesm-extract: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def run_extract(args: argparse.Namespace) -> int:
@@ -175,60 +168,6 @@ def _extract(args: argparse.Namespace) -> tuple[int, dict]:
         return _error(exit_status(interrupt), what)
     print_summary(summary)
     return summary.exit_status, summary.to_dict()
-
-
-def print_merge_summary(outcomes: list[MergeOutcome]) -> None:
-    failed = [outcome for outcome in outcomes if outcome.status == FAILED]
-    written = sum(outcome.status == WRITTEN for outcome in outcomes)
-    skipped = len(outcomes) - written - len(failed)
-    print(
-        f"fastesm-extract merge: {written} written, {skipped} skipped, {len(failed)} failed",
-        file=sys.stderr,
-    )
-    for outcome in failed[:20]:
-        print(f"  FAILED {outcome.message}", file=sys.stderr)
-    if len(failed) > 20:
-        print(f"  ... and {len(failed) - 20} more", file=sys.stderr)
-
-
-def run_merge(args: argparse.Namespace) -> int:
-    dnabert_s, output = Path(args.dnabert_s), Path(args.output)
-    esm = Path(args.esm) if args.esm is not None else None
-    if args.expect_dim is not None and args.expect_dim < 1:
-        return usage_error("--expect-dim must be positive")
-    options = dict(label=args.label, allow_missing=args.allow_missing, expect_dim=args.expect_dim)
-    if dnabert_s.is_dir():
-        if esm is not None and not esm.is_dir():
-            return usage_error(f"{dnabert_s} is a folder, so ESM must be a folder too, not {esm}")
-        try:
-            outcomes = merge_folder(dnabert_s, esm, output, overwrite=args.overwrite, **options)
-        except (MergeError, InputError) as error:
-            return usage_error(str(error))
-        print_merge_summary(outcomes)
-        return EXIT_FAILURES if any(o.status == FAILED for o in outcomes) else EXIT_OK
-    if esm is None or not esm.is_file() or not dnabert_s.is_file():
-        missing = [str(p) for p in (dnabert_s, esm) if p is not None and not p.exists()]
-        if missing:
-            return usage_error(f"{', '.join(missing)} does not exist")
-        return usage_error("give a DNABERT-S file and an ESM file, or a DNABERT-S folder")
-    if output.is_dir():
-        output = output / merged_name(dnabert_s)
-    try:
-        result = merge_files(dnabert_s, esm, output, **options)
-    except InputError as error:
-        return usage_error(str(error))
-    except (MergeError, OSError) as error:
-        print(f"fastesm-extract merge: error: {error}", file=sys.stderr)
-        return EXIT_FAILURES
-    labelled = f", labels {result.labels}" if result.labels is not None else ""
-    missing = len(result.missing_in_esm) + len(result.missing_in_dnabert_s)
-    left_out = f"; {missing} IDs on one side only left out" if missing else ""
-    print(
-        f"fastesm-extract merge: wrote {output}: {len(result.ids)} rows x "
-        f"{result.data.shape[1]}{labelled}{left_out}",
-        file=sys.stderr,
-    )
-    return EXIT_OK
 
 
 def run_verify(args: argparse.Namespace) -> int:

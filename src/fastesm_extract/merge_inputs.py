@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from .manifest import ManifestError, is_complete, read_manifest
 from .store import OutputError, load_embeddings, load_weights_only
 
 DNABERT_S_DIM = 768
@@ -37,8 +38,11 @@ def model_hint(hidden_size: int) -> str:
     return f" ({name}?)" if name else ""
 
 
-def load_dnabert_s(path: str | Path) -> tuple[list[str], torch.Tensor]:
-    """IDs and a `(n, 768)` float32 block from a DNABERT-S file, loaded with `weights_only`.
+def load_dnabert_s(
+    path: str | Path, expected_dim: int = DNABERT_S_DIM
+) -> tuple[list[str], torch.Tensor]:
+    """IDs and a `(n, expected_dim)` float32 block (768 for DNABERT-S) from a DNABERT-S file,
+    loaded with `weights_only`.
 
     The file is VirNucPro's `extract_DNABERT_S()` output:
     `{'nucleotide': [id, ...], 'data': [{'label': id, 'mean_representation': [768 floats]}]}`.
@@ -73,10 +77,10 @@ def load_dnabert_s(path: str | Path) -> tuple[list[str], torch.Tensor]:
             size = len(vector)
         else:
             raise MergeError(f"{path}: {seq_id} has no 'mean_representation' list")
-        if size != DNABERT_S_DIM:
+        if size != expected_dim:
             raise MergeError(
-                f"{path}: DNABERT-S embeddings must have {DNABERT_S_DIM} dimensions, "
-                f"{seq_id} has {size}{model_hint(size)}"
+                f"{path}: DNABERT-S embeddings must have {expected_dim} dimensions, "
+                f"{seq_id} has {size}{model_hint(size)} (--dnabert-s-dim sets another width)"
             )
         rows.append(vector)
     try:
@@ -89,9 +93,9 @@ def load_dnabert_s(path: str | Path) -> tuple[list[str], torch.Tensor]:
         raise MergeError(
             f"{path}: 'mean_representation' values are not numbers: {error}"
         ) from error
-    if block.shape != (len(ids), DNABERT_S_DIM) or block.layout != torch.strided:
+    if block.shape != (len(ids), expected_dim) or block.layout != torch.strided:
         raise MergeError(
-            f"{path}: 'mean_representation' values are not flat lists of {DNABERT_S_DIM} "
+            f"{path}: 'mean_representation' values are not flat lists of {expected_dim} "
             f"numbers (they make a {block.layout} block of shape {tuple(block.shape)})"
         )
     finite = torch.isfinite(block).all(dim=1)
@@ -116,9 +120,39 @@ def load_esm(path: str | Path, expect_dim: int | None = None) -> tuple[list[str]
     if not proteins:
         raise MergeError(f"{path} holds no ESM embeddings")
     hidden_size = data[0].shape[0]  # load_embeddings guarantees one size for all
+    recorded = recorded_hidden_size(path)
+    if recorded is not None and recorded != hidden_size:
+        raise MergeError(
+            f"{path}: {hidden_size}-dim embeddings, but its manifest records hidden size "
+            f"{recorded}: the file was replaced; re-extract it"
+        )
     if expect_dim is not None and hidden_size != expect_dim:
         raise MergeError(
             f"{path}: ESM file has {hidden_size}-dim embeddings{model_hint(hidden_size)}, "
             f"expected {expect_dim}"
         )
     return proteins, torch.stack(data)  # (n, hidden_size)
+
+
+def recorded_hidden_size(esm: Path) -> int | None:
+    """The hidden size the complete manifest of `esm` records, if it has one."""
+    try:
+        manifest = read_manifest(esm)
+    except ManifestError:
+        return None
+    if manifest is None or not is_complete(manifest):
+        return None
+    size = manifest.get("model", {}).get("hidden_size")
+    return size if isinstance(size, int) else None
+
+
+def esm_width(esm: Path) -> int | None:
+    """The width of an `_ESM.pt` file, read without loading all of it (memory-mapped)."""
+    for mmap in (True, False):  # files in torch's legacy (non-zip) format cannot be mapped
+        try:
+            content = torch.load(esm, map_location="cpu", weights_only=True, mmap=mmap)
+            first = content["data"][0]
+            return int(first.shape[0]) if first.dim() == 1 else None
+        except Exception:  # noqa: BLE001 - an unreadable file is reported when it is merged
+            continue
+    return None

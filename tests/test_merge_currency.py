@@ -1,0 +1,144 @@
+"""Merged files are outputs like the others: they record what they were made from, a changed
+input rebuilds them, one of another width is stale, a failing pair never leaves an old merged
+file that looks current, and widths are checked without being told."""
+
+import json
+import os
+
+import torch
+from test_merge import random_block, write_dnabert_s, write_esm
+
+from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
+from fastesm_extract.manifest import sha256_of, write_manifest
+
+
+def ids_of(stem, n):
+    return [f"{stem}_{i}" for i in range(n)]
+
+
+def make_pairs(folder, width, stems=("output_1", "output_2", "output_3"), seed=0):
+    folder.mkdir(exist_ok=True)
+    for index, stem in enumerate(stems):
+        ids = ids_of(stem, 4)
+        write_dnabert_s(folder / f"{stem}_DNABERT_S.pt", ids, random_block(4, 768, seed + index))
+        write_esm(folder / f"{stem}_ESM.pt", ids, random_block(4, width, 50 + seed + index))
+
+
+def merge(*argv):
+    return main(["merge", *map(str, argv)])
+
+
+def load(path):
+    return torch.load(path, weights_only=True)
+
+
+def test_a_merged_file_records_what_it_was_made_from(tmp_path):
+    make_pairs(tmp_path / "f", 16)
+    assert merge(tmp_path / "f", "-o", tmp_path / "m", "--label", "viral") == EXIT_OK
+    manifest = json.loads((tmp_path / "m" / "output_1_merged.pt.json").read_text())
+    esm = tmp_path / "f" / "output_1_ESM.pt"
+    assert manifest["inputs"]["esm"]["sha256"] == sha256_of(esm)
+    assert manifest["inputs"]["esm"]["width"] == 16
+    assert manifest["inputs"]["dnabert_s"]["width"] == 768
+    assert manifest["labels"] == [1] and manifest["rows"] == 4 and manifest["width"] == 784
+    assert manifest["output"]["sha256"] == sha256_of(tmp_path / "m" / "output_1_merged.pt")
+
+
+def test_a_changed_esm_input_rebuilds_its_merged_file(tmp_path, capsys):
+    make_pairs(tmp_path / "f", 16)
+    assert merge(tmp_path / "f", "-o", tmp_path / "m") == EXIT_OK
+    # output_2 re-extracted: 4 records became 3.
+    write_esm(tmp_path / "f" / "output_2_ESM.pt", ids_of("output_2", 3), random_block(3, 16, 9))
+    assert merge(tmp_path / "f", "-o", tmp_path / "m", "--allow-missing") == EXIT_OK
+    err = capsys.readouterr().err
+    assert "1 written, 2 skipped, 0 failed" in err
+    assert "rebuilt" in err and "its ESM input changed since it was made" in err
+    assert load(tmp_path / "m" / "output_2_merged.pt")["ids"] == ids_of("output_2", 3)
+
+
+def test_old_merged_files_of_another_model_stale_or_rebuilt(tmp_path, capsys):
+    folder, out = tmp_path / "f", tmp_path / "m"
+    make_pairs(folder, 16)
+    out.mkdir()
+    for stem in ("output_1", "output_2", "output_3"):  # old 3328-wide merged files
+        torch.save({"ids": ids_of(stem, 4), "data": torch.ones(4, 3328)}, out / f"{stem}_merged.pt")
+    old_time = os.stat(folder / "output_1_ESM.pt").st_mtime - 100
+    for path in folder.iterdir():  # the inputs are older than the merged files
+        os.utime(path, (old_time, old_time))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert merge(folder, "-o", out) == EXIT_FAILURES
+    err = capsys.readouterr().err
+    assert "0 written, 0 skipped, 0 failed, 3 stale" in err and "NOT current" in err
+    assert "3328 wide (another model), its inputs now merge to 784" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # kept, untouched
+    assert merge(folder, "-o", out, "--accept-stale") == EXIT_OK
+    assert merge(folder, "-o", out, "--redo-stale") == EXIT_OK
+    assert all(load(out / f"{s}_merged.pt")["data"].shape == (4, 784) for s in ("output_1",))
+    # Old merged files whose inputs were re-extracted after them: rebuilt without a flag.
+    for stem in ("output_1", "output_2"):
+        torch.save({"ids": ids_of(stem, 4), "data": torch.ones(4, 3328)}, out / f"{stem}_merged.pt")
+        (out / f"{stem}_merged.pt.json").unlink()
+        os.utime(out / f"{stem}_merged.pt", (old_time - 50, old_time - 50))
+    capsys.readouterr()
+    assert merge(folder, "-o", out) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "2 written, 1 skipped, 0 failed" in err and "changed since it was made" in err
+
+
+def test_an_old_merged_file_equal_to_its_inputs_merge_is_adopted(tmp_path):
+    make_pairs(tmp_path / "f", 16)
+    out = tmp_path / "m"
+    assert merge(tmp_path / "f", "-o", out) == EXIT_OK
+    before = (out / "output_1_merged.pt").read_bytes()
+    (out / "output_1_merged.pt.json").unlink()  # as the original pipeline wrote it
+    assert merge(tmp_path / "f", "-o", out) == EXIT_OK
+    assert (out / "output_1_merged.pt").read_bytes() == before
+    assert (out / "output_1_merged.pt.json").is_file()  # adopted: current, manifest added
+
+
+def test_widths_are_checked_without_being_told(tmp_path, capsys):
+    folder, out = tmp_path / "f", tmp_path / "m"
+    make_pairs(folder, 16)
+    assert merge(folder, "-o", out) == EXIT_OK
+    # output_3's ESM file comes back 2560-dim (an ESM2-3B leftover) among 16-dim ones.
+    write_esm(folder / "output_3_ESM.pt", ids_of("output_3", 4), random_block(4, 2560, 3))
+    capsys.readouterr()
+    assert merge(folder, "-o", out) == EXIT_FAILURES
+    err = capsys.readouterr().err
+    assert "0 written, 2 skipped, 1 failed" in err
+    assert "2560-dim ESM embeddings (ESM2-3B?), but this merge is 16-dim" in err
+    # Its old merged file no longer looks current: moved aside, not left in place.
+    assert not (out / "output_3_merged.pt").exists()
+    assert (out / "output_3_merged.pt.outdated").is_file()
+    assert "moved to output_3_merged.pt.outdated" in err
+    # With --expect-dim the explicit width wins.
+    assert merge(folder, "-o", out, "--expect-dim", "2560") == EXIT_FAILURES
+    assert "2 failed" in capsys.readouterr().err
+
+
+def test_an_esm_file_must_have_the_width_its_manifest_records(tmp_path, capsys):
+    folder = tmp_path / "f"
+    make_pairs(folder, 16, stems=("output_1",))
+    write_manifest(
+        folder / "output_1_ESM.pt", {"state": "complete", "model": {"hidden_size": 1280}}
+    )
+    assert merge(folder, "-o", tmp_path / "m") == EXIT_FAILURES
+    assert "its manifest records hidden size 1280" in capsys.readouterr().err
+
+
+def test_another_dnabert_s_width_when_told(tmp_path):
+    ids = ids_of("a", 2)
+    write_dnabert_s(tmp_path / "a_DNABERT_S.pt", ids, random_block(2, 12, 0))
+    write_esm(tmp_path / "a_ESM.pt", ids, random_block(2, 8, 1))
+    assert merge(tmp_path, "-o", tmp_path / "m") == EXIT_FAILURES
+    assert merge(tmp_path, "-o", tmp_path / "m", "--dnabert-s-dim", "12") == EXIT_OK
+    assert load(tmp_path / "m" / "a_merged.pt")["data"].shape == (2, 20)
+
+
+def test_merge_usage_errors_exit_2(tmp_path, capsys):
+    make_pairs(tmp_path / "f", 16)
+    (tmp_path / "file").write_text("x")
+    assert merge(tmp_path / "f", "-o", tmp_path / "file") == EXIT_USAGE
+    assert "is a file: give a folder" in capsys.readouterr().err
+    assert merge(tmp_path / "f", "-o", tmp_path / "m", "--dnabert-s-dim", "0") == EXIT_USAGE
+    assert merge(tmp_path / "nowhere", "-o", tmp_path / "m") == EXIT_USAGE
