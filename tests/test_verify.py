@@ -27,7 +27,10 @@ def test_wrong_ids_order_count_and_dimension_are_problems(tiny_model, tmp_path):
     proteins = torch.load(output, weights_only=True)["proteins"]
     data = torch.load(output, weights_only=True)["data"]
     save_embeddings_atomic(output, proteins[::-1], data[::-1])
-    assert verify_output(output).problems == ["records are not in FASTA order"]
+    assert verify_output(output).problems == [
+        "not the output its manifest describes (replaced or copied over): rerun extract",
+        "records are not in FASTA order",
+    ]
     save_embeddings_atomic(output, proteins[:-1], data[:-1])
     report = verify_output(output)
     assert any("missing IDs: prot_0_5" in p for p in report.problems)
@@ -74,3 +77,37 @@ def test_verify_cli_prints_a_table_and_fails_on_any_problem(tiny_model, tmp_path
     assert code == EXIT_FAILURES
     assert "FAILED" in out and "broken_ESM.pt" in out and "cannot be loaded" in out
     assert re.search(r"^OK +6 +32 +\S+p_ESM.pt$", out, re.M)
+
+
+def test_a_failed_copy_of_a_duplicated_id_verifies_as_extract_wrote_it(tiny_model, tmp_path):
+    fasta = tmp_path / "p.fa"
+    fasta.write_text(">dup\nMKTAYIAK\n>x\nMKV\n>dup\nMK1\n")  # the second dup is invalid
+    extract_files([fasta], tmp_path, model=tiny_model, show_progress=False)
+    report = verify_output(tmp_path / "p_ESM.pt")
+    assert report.ok, report.problems
+    assert report.n_records == 2
+
+
+def test_an_archive_bomb_is_refused_before_loading(tmp_path, capsys):
+    import zipfile
+
+    bomb = tmp_path / "b_ESM.pt"
+    save_embeddings_atomic(bomb, ["a"], [torch.zeros(4)])
+    with zipfile.ZipFile(bomb) as original:
+        entries = [(info, original.read(info)) for info in original.infolist()]
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as deflated:
+        for info, content in entries:
+            deflated.writestr(info.filename, content)
+        deflated.writestr("b_ESM/data/1", bytes(64 << 20))  # 64 MiB of zeros, ~64 KB stored
+    assert bomb.stat().st_size < 1 << 20
+    report = verify_output(bomb)
+    assert not report.ok and "refused without loading it" in report.problems[0]
+    assert main(["verify", str(bomb)]) == EXIT_FAILURES
+
+
+def test_an_implausible_width_is_flagged_without_expect_dim(tmp_path):
+    output = tmp_path / "w_ESM.pt"
+    save_embeddings_atomic(output, ["a"], [torch.zeros(20000)])
+    report = verify_output(output)
+    assert any("implausible width 20000" in problem for problem in report.problems)
+    assert verify_output(output, expected_dim=20000).ok

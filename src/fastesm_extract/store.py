@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import torch
 
+from .archive_check import check_archive_size
 from .layout import temporaries_of, temporary_path
 
 
@@ -92,6 +93,7 @@ def load_weights_only(path: str | Path) -> object:
     """`torch.load(path, weights_only=True)` on the CPU (never unpickles code); any failure
     to load is an `OutputError` naming the file."""
     try:
+        check_archive_size(path)
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch.load raises many types on bad bytes
         first_line = (str(error).strip().splitlines() or [""])[0]

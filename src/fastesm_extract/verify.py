@@ -9,7 +9,7 @@ from pathlib import Path
 from .fasta import FastaError, read_fasta
 from .folders import files_under
 from .layout import fasta_candidates, is_output_name
-from .manifest import ManifestError, is_complete, read_manifest
+from .manifest import ManifestError, file_identity, is_complete, read_manifest
 from .store import OutputError, load_embeddings
 
 
@@ -46,23 +46,33 @@ def fasta_beside(output: Path) -> Path | None:
     return next((path for path in fasta_candidates(output) if path.is_file()), None)
 
 
-def _compare_ids(report: VerifyReport, proteins: list[str], expected: list[str], manifest) -> None:
-    if proteins == expected:
+def _is_subsequence(items: list[str], of: list[str]) -> bool:
+    remaining = iter(of)
+    return all(any(item == candidate for candidate in remaining) for item in items)
+
+
+def _compare_ids(
+    report: VerifyReport, proteins: list[str], fasta_ids: list[str], failed: list[str], manifest
+) -> None:
+    """The output's IDs against the FASTA's usable records, less those its manifest lists
+    as failed (one record per listed ID, so a failed copy of a duplicated ID leaves the
+    other in place)."""
+    if manifest is None and Counter(proteins) == Counter(fasta_ids):
+        if proteins != fasta_ids:  # the original VirNucPro pipeline writes in batch order
+            report.notes.append("IDs match the FASTA but not its order (original pipeline order)")
         return
-    if manifest is None and Counter(proteins) == Counter(expected):
-        # The original VirNucPro pipeline writes records in batch (length) order.
-        report.notes.append("IDs match the FASTA but not its order (original pipeline order)")
-        return
-    if len(proteins) != len(expected):
-        report.problems.append(f"{len(proteins)} records, FASTA has {len(expected)} expected")
-    missing = list((Counter(expected) - Counter(proteins)).elements())
-    extra = list((Counter(proteins) - Counter(expected)).elements())
+    missing = list((Counter(fasta_ids) - Counter(failed) - Counter(proteins)).elements())
+    extra = list((Counter(proteins) - Counter(fasta_ids)).elements())
     if missing:
         report.problems.append(f"missing IDs: {', '.join(missing[:5])}")
     if extra:
         report.problems.append(f"IDs not in the FASTA: {', '.join(extra[:5])}")
-    if not missing and not extra:
+    if not missing and not extra and not _is_subsequence(proteins, fasta_ids):
         report.problems.append("records are not in FASTA order")
+
+
+# ESM2 models are 320 to 5120 wide; far wider is a damaged or foreign file.
+PLAUSIBLE_MAX_WIDTH = 16384
 
 
 def verify_output(
@@ -90,6 +100,11 @@ def _verify(report: VerifyReport, fasta: str | Path | None, expected_dim: int | 
     report.hidden_size = int(data[0].shape[0]) if data else expected_dim
     if not proteins:
         report.problems.append("holds no records")
+    if expected_dim is None and (report.hidden_size or 0) > PLAUSIBLE_MAX_WIDTH:
+        report.problems.append(
+            f"implausible width {report.hidden_size} (ESM2 models are 320 to 5120 wide); "
+            "give --expect-dim if it is meant"
+        )
     try:
         manifest = read_manifest(report.output)
     except ManifestError as error:
@@ -98,6 +113,11 @@ def _verify(report: VerifyReport, fasta: str | Path | None, expected_dim: int | 
     if manifest is not None and not is_complete(manifest):
         report.problems.append("never completed: its run was interrupted (rerun extract)")
         return
+    if manifest is not None and (recorded := manifest.get("output")):
+        if recorded != file_identity(report.output):
+            report.problems.append(
+                "not the output its manifest describes (replaced or copied over): rerun extract"
+            )
     if fasta is None and manifest is not None:
         recorded = Path(manifest.get("input", {}).get("absolute_path", ""))
         fasta = recorded if recorded.is_file() else None
@@ -110,15 +130,14 @@ def _verify(report: VerifyReport, fasta: str | Path | None, expected_dim: int | 
     except FastaError as error:
         report.problems.append(str(error))
         return
-    failed: set[str] = set()
+    failed: list[str] = []
     if manifest is not None:
         records = manifest.get("records", {})
-        failed = set(records.get("failed_ids", []))
+        failed = list(records.get("failed_ids", []))
         if records.get("embedded") != len(proteins):
             report.problems.append(
                 f"manifest says {records.get('embedded')} embedded, file has {len(proteins)}"
             )
         if manifest.get("input", {}).get("sha256") != contents.sha256:
             report.problems.append("the FASTA changed since this output was made")
-    expected = [record.id for record in contents.records if record.id not in failed]
-    _compare_ids(report, proteins, expected, manifest)
+    _compare_ids(report, proteins, [record.id for record in contents.records], failed, manifest)
