@@ -190,3 +190,24 @@ def test_plan_says_what_a_run_would_do_without_loading_the_model(
     assert "stale outputs are kept and fail the run" in capsys.readouterr().err
     assert main(["extract", "--dry-run", *argv[1:], "--truncation-seq-length", "9"]) == 1
     assert not (out / "output_3_ESM.pt").exists()  # a plan writes nothing
+
+
+def test_a_file_of_invalid_records_is_logged_once_per_change_of_input(tiny_model, tmp_path):
+    fasta = tmp_path / "bad.fa"
+    fasta.write_text("".join(f">r{i}\nMK1\n" for i in range(5)))
+    out, log = tmp_path / "out", tmp_path / "out" / "extraction_failures.log"
+    first = run(tiny_model, [fasta], out)
+    assert first.count("failed") == 1 and len(log.read_text().splitlines()) == 6  # 5 + file
+    for _ in range(2):
+        again = run(tiny_model, [fasta], out)
+        assert again.count("failed") == 1 and not again.ok
+        assert again.records_failed == 5 and again.failed_kinds == {"invalid_character": 5}
+        assert "unchanged since they were logged" in again.results[0].message
+        assert len(log.read_text().splitlines()) == 6  # not logged again
+    assert not (out / "bad_ESM.pt").exists()
+    fasta.write_text("".join(f">r{i}\nMK2\n" for i in range(5)))  # edited, still invalid
+    run(tiny_model, [fasta], out)
+    assert len(log.read_text().splitlines()) == 12  # a change of input: logged again
+    fasta.write_text(">r0\nMKV\n")  # fixed
+    fixed = run(tiny_model, [fasta], out)
+    assert fixed.ok and fixed.count("written") == 1
