@@ -2,6 +2,7 @@
 
 import errno
 import gzip
+import json
 import logging
 import os
 
@@ -93,9 +94,14 @@ def test_unusable_files_fail_alone_with_a_clear_message(
     assert [(f[2], f[3]) for f in lines if f[2] == "-"] == [("-", "unreadable_file")]
     stem = name.split(".")[0]
     assert not (tmp_path / "out" / f"{stem}_ESM.pt").exists()
+    # Records that are all invalid input leave a "failed" manifest (no output), so that a
+    # rerun reports them without logging them again; other unusable files leave nothing.
+    remembered = [f"{stem}_ESM.pt.json"] if name == "only_bad.fa" else []
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        [FAILURE_LOG_NAME, "good_ESM.pt", "good_ESM.pt.json"]
+        [FAILURE_LOG_NAME, "good_ESM.pt", "good_ESM.pt.json", *remembered]
     )
+    for manifest in remembered:
+        assert json.loads((tmp_path / "out" / manifest).read_text())["state"] == "failed"
 
 
 def test_a_folder_without_fasta_is_a_usage_error(tmp_path, capsys):

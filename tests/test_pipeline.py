@@ -307,7 +307,8 @@ def test_an_unexpected_error_in_the_reader_thread_reaches_the_caller(
 
 
 def test_a_split_batch_keeps_the_halves_that_worked(tiny_model, tmp_path):
-    records = [("s1", "M" * 5), ("s2", "K" * 6), ("s3", "L" * 7), ("s4", "A" * 30)]
+    # (not "A" * 30: 20+ letters all of ACGTUN are refused as nucleotides before batching)
+    records = [("s1", "M" * 5), ("s2", "K" * 6), ("s3", "L" * 7), ("s4", "W" * 30)]
     fasta = write_fasta(tmp_path / "p.fa", records)
 
     def oom_then_broken(input_ids):

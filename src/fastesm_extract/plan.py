@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from .config import ExtractionSettings, ModelSpec
 from .currency import ModelIdentity
 from .fasta import FastaError, read_fasta, record_ids
 from .jobs import FileJob
-from .layout import lock_path
+from .layout import lock_path, manifest_path
 from .locks import describe_holder, is_stale
 from .manifest import Provenance, sha256_of
 from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel, resolve_commit
@@ -81,7 +82,15 @@ class PlannedJob:
 def examine_job(
     job: FileJob, identity: ModelIdentity, settings: ExtractionSettings
 ) -> ExistingOutput:
-    """The verdict on `job.output`; BUILD when the input cannot be read (the run reports it)."""
+    """The verdict on `job.output`; BUILD when the input cannot be read (the run reports it).
+
+    Reads nothing when there is nothing to examine (no output, no manifest), and never
+    reads an input that is not a regular file (a pipe can be read only once: by the run).
+    """
+    if not settings.overwrite and not (job.output.exists() or manifest_path(job.output).exists()):
+        return ExistingOutput(BUILD)
+    if not _is_regular(job.fasta):
+        return ExistingOutput(BUILD)
     try:
         return examine_output(
             job,
@@ -93,6 +102,13 @@ def examine_job(
         )
     except (OSError, FastaError) as error:
         return ExistingOutput(BUILD, f"cannot read the input: {error}")
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def live_lock_holder(output: Path) -> str | None:
