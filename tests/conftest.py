@@ -7,6 +7,8 @@ import tempfile
 # and make any accidental hub access fail fast instead of hanging.
 os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="fastesm-test-modules-"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Rates of earlier runs (for `plan`'s time estimates) stay out of ~/.cache.
+os.environ.setdefault("FASTESM_EXTRACT_CACHE", tempfile.mkdtemp(prefix="fastesm-test-cache-"))
 
 import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -211,3 +211,21 @@ def test_a_file_of_invalid_records_is_logged_once_per_change_of_input(tiny_model
     fasta.write_text(">r0\nMKV\n")  # fixed
     fixed = run(tiny_model, [fasta], out)
     assert fixed.ok and fixed.count("written") == 1
+
+
+def test_plan_estimates_time_from_the_last_measured_rate(
+    finished_folder, tmp_path, monkeypatch, capsys
+):
+    folder, out, argv = finished_folder
+    monkeypatch.setenv("FASTESM_EXTRACT_CACHE", str(tmp_path / "cache"))
+    write_fasta(folder / "output_3.fa", random_proteins(40, 5, 30, seed=3))
+    assert main(["plan", *argv[1:], "--device", "cpu"]) == 0
+    assert "time: unknown for" in capsys.readouterr().err  # no run measured in this cache
+    assert main([*argv, "--device", "cpu", "-q"]) == 0  # the run records its rate
+    rates = json.loads((tmp_path / "cache" / "rates.json").read_text())
+    ((key, entry),) = rates.items()
+    assert key.startswith(f"{argv[5]} @ cpu") and entry["records_per_s"] > 0
+    write_fasta(folder / "output_4.fa", random_proteins(30, 5, 30, seed=4))
+    assert main(["plan", *argv[1:], "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "time: about 0:" in err and "for 30 records at" in err

@@ -9,6 +9,7 @@ from pathlib import Path
 from .config import RunConfig
 from .jobs import FileJob
 from .plan import action_of, free_bytes, model_identity, plan_as_dict, plan_job
+from .rates import device_label, known_rate
 from .runner import ready_jobs
 
 # What each action means for the run's exit status: these leave an output not current.
@@ -64,6 +65,10 @@ def print_plan(jobs: list[FileJob], config: RunConfig) -> tuple[int, dict]:
         f"model {identity.model_id} (hidden size {identity.hidden_size}) not loaded",
         file=sys.stderr,
     )
+    to_embed = sum(
+        item.n_records or 0 for item in planned if action_of(item) in ("write", "rebuild")
+    )
+    print_time_estimate(config, identity.model_id, to_embed)
     not_current = sum(actions[name] for name in _NOT_CURRENT if name != "stale")
     if not config.settings.accept_stale:
         not_current += actions["stale"]
@@ -79,3 +84,25 @@ def print_plan(jobs: list[FileJob], config: RunConfig) -> tuple[int, dict]:
         )
     status = 1 if not_current else 0
     return status, {**plan_as_dict(planned, identity), "ok": status == 0}
+
+
+def print_time_estimate(config: RunConfig, model_id: str, records: int) -> None:
+    """Time to embed `records`, from the last measured rate of this model on this device."""
+    if not records:
+        return
+    device = device_label(config.devices)
+    rate = known_rate(model_id, device) if isinstance(config.model.model, str) else None
+    if rate is None:
+        print(
+            f"  time: unknown for {model_id} on {device} (no run measured yet; a run records "
+            "its rate)",
+            file=sys.stderr,
+        )
+        return
+    seconds = records / rate.records_per_s
+    hours, rest = divmod(int(round(seconds)), 3600)
+    print(
+        f"  time: about {hours}:{rest // 60:02d}:{rest % 60:02d} for {records} records at "
+        f"{rate.records_per_s:.0f} records/s (measured on {device}, {rate.measured})",
+        file=sys.stderr,
+    )

@@ -19,6 +19,7 @@ from .jobs import FileJob, check_writable
 from .parallel import run_on_devices
 from .pipeline import Extractor
 from .plan import examine_job, model_identity
+from .rates import device_label, record_rate
 from .resume import BUILD, kept_result
 from .shards import shard_jobs
 from .summary import FAILED, SKIPPED, STALE, WRITTEN, FileResult, RunSummary
@@ -124,6 +125,9 @@ def run(jobs: Jobs, config: RunConfig) -> RunSummary:
         summary.results = [r for r in ordered if r is not None] + list(built.values())
     summary.accept_stale = config.settings.accept_stale
     summary.seconds = time.perf_counter() - started
+    if summary.model_loaded and summary.records_embedded and config.model.by_name:
+        label = device_label(config.devices)
+        record_rate(config.model.model, label, summary.records_embedded, summary.seconds)
     log.info(
         "done in %.1f s: %d files written, %d skipped, %d stale, %d failed; %d records "
         "embedded, %d failed, %d truncated",
