@@ -9,8 +9,8 @@ import pytest
 import torch
 from helpers import random_proteins, write_fasta
 
+import fastesm_extract.claim as claim
 import fastesm_extract.config as config
-import fastesm_extract.pipeline as pipeline
 from fastesm_extract import extract_files
 from fastesm_extract.cli import main
 from fastesm_extract.manifest import read_manifest, sha256_of
@@ -30,14 +30,14 @@ def test_the_manifest_vouches_for_the_bytes_parsed_not_the_bytes_hashed_first(
     write_fasta(fasta, old)
     out = tmp_path / "out"
     run(tiny_model, [fasta], out, truncation_seq_length=8)  # an output exists: hashed first
-    hash_only = pipeline.sha256_of
+    hash_only = claim.sha256_of
 
     def hash_then_change(path):
         digest = hash_only(path)
         write_fasta(fasta, new)  # the file changes between hashing and parsing
         return digest
 
-    monkeypatch.setattr(pipeline, "sha256_of", hash_then_change)
+    monkeypatch.setattr(claim, "sha256_of", hash_then_change)
     summary = run(tiny_model, [fasta], out, redo_stale=True)
     monkeypatch.undo()
     assert summary.count("written") == 1

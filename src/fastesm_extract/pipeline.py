@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from .claim import claim_output
 from .compute import ComputedFile, assemble_output, compute_file
 from .config import ExtractionSettings
 from .embed import DeviceFailedError, DeviceHealth
@@ -29,14 +30,13 @@ from .prefetch import prefetched
 from .prepare import (
     NoUsableRecordsError,
     PreparedFile,
-    can_skip_reading,
     prepare_file,
     warn_about_records,
 )
 from .progress import ProgressSink, RunProgress
 from .publish import file_failed, publish, record_invalid_input
-from .resume import BUILD, FINISHED, ExistingOutput, examine_output, kept_result
-from .store import OutputError, remove_leftover_temporaries
+from .resume import FINISHED, ExistingOutput, examine_output, kept_result
+from .store import OutputError
 from .summary import LOCKED, FileResult, RunSummary
 
 log = logging.getLogger("fastesm_extract")
@@ -77,27 +77,13 @@ class Extractor:
 
     def _prepare(self, job: FileJob) -> PreparedFile | FileResult:
         started = utc_now()
-        locked = False
         try:
-            # One read per input: hashed while parsed, unless only the hash may be needed.
-            contents = None if can_skip_reading(job) else read_fasta(job.fasta)
-            input_sha256 = contents.sha256 if contents else sha256_of(job.fasta)
-            # Outputs are examined before locking: finished ones are skipped without a lock.
-            if (existing := self._examine(job, input_sha256, contents)).verdict != BUILD:
-                return kept_result(job, existing, self.failure_log.path)
-            if (holder := self._locks.try_acquire(job.output)) is not None:
-                log.warning("%s is being computed by %s: skipped", job.output, holder)
-                return FileResult(job, LOCKED, message=f"being computed by {holder}")
-            locked = True
-            # Examined again under the lock: another run may have finished it meanwhile.
-            if (existing := self._examine(job, input_sha256, contents)).verdict != BUILD:
-                return kept_result(job, existing, self.failure_log.path)
-            if existing.reason:
-                log.warning("existing output %s will be rebuilt: %s", job.output, existing.reason)
-            remove_leftover_temporaries(job.output)  # ours to remove: this run holds the lock
-            # The manifest vouches for the bytes parsed here, whatever was hashed above.
-            prepared = prepare_file(job, self.loaded, self.settings, contents)
-            locked = False  # from here on, released once the file is written or abandoned
+            with claim_output(job, self._examine, self._locks, self.failure_log.path) as claim:
+                if isinstance(claim, FileResult):
+                    return claim
+                # The manifest vouches for the bytes parsed here, whatever was hashed first.
+                prepared = prepare_file(job, self.loaded, self.settings, claim.contents)
+                claim.hand_over()  # released once the file is written or abandoned
         except NoUsableRecordsError as error:
             self.failure_log.record_many(job.fasta, error.contents.failures)
             contents = error.contents
@@ -116,11 +102,8 @@ class Extractor:
             return self._file_failed(job, "unreadable_file", f"cannot read {job.fasta}: {error}")
         except Exception as error:  # noqa: BLE001 - one bad file must not end the run
             return self._file_failed(job, "file_error", f"{type(error).__name__}: {error}")
-        finally:
-            if locked:
-                self._locks.release(job.output)
         warn_about_records(prepared, self.settings)
-        return dataclasses.replace(prepared, started=started, rebuild_reason=existing.reason)
+        return dataclasses.replace(prepared, started=started, rebuild_reason=claim.reason)
 
     def _file_failed(self, job: FileJob, kind: str, message: str, n_read: int = 0) -> FileResult:
         return file_failed(job, kind, message, self.failure_log, n_read)

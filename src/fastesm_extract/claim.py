@@ -1,0 +1,78 @@
+"""Claim a job's output before building it: the resume verdict, taken before and again under
+the output's lock, the lock itself, and the cleanup of a killed run's leftovers.
+
+    with claim_output(job, examine, locks, failure_log) as claimed:
+        if isinstance(claimed, FileResult):
+            return claimed  # kept (current or stale), invalid input, or another run's
+        prepared = prepare_file(job, ..., claimed.contents)  # the lock is held
+        claimed.hand_over()  # the writer releases it once the file is written
+
+Leaving the block without `hand_over()` (an error, a file that fails) releases the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .fasta import FastaContents, read_fasta
+from .jobs import FileJob
+from .locks import OutputLocks
+from .manifest import sha256_of
+from .prepare import can_skip_reading
+from .resume import BUILD, ExistingOutput, kept_result
+from .store import remove_leftover_temporaries
+from .summary import LOCKED, FileResult
+
+log = logging.getLogger("fastesm_extract")
+
+Examine = Callable[[FileJob, str, FastaContents | None], ExistingOutput]
+
+
+@dataclass
+class Claim:
+    """The right to build `job.output`: this run holds its lock."""
+
+    job: FileJob
+    contents: FastaContents | None  # the input, when it was read to be examined
+    reason: str  # why an existing output is replaced ("" for a new one)
+    handed_over: bool = False
+
+    def hand_over(self) -> None:
+        """The lock now belongs to whoever writes the file (released after publishing)."""
+        self.handed_over = True
+
+
+@contextlib.contextmanager
+def claim_output(
+    job: FileJob, examine: Examine, locks: OutputLocks, failure_log: Path
+) -> Iterator[Claim | FileResult]:
+    """A `Claim` on `job.output`, or the `FileResult` of an output this run leaves alone."""
+    # One read per input: hashed while parsed, unless only the hash may be needed.
+    contents = None if can_skip_reading(job) else read_fasta(job.fasta)
+    input_sha256 = contents.sha256 if contents else sha256_of(job.fasta)
+    # Examined before locking: finished outputs are skipped without taking a lock.
+    if (existing := examine(job, input_sha256, contents)).verdict != BUILD:
+        yield kept_result(job, existing, failure_log)
+        return
+    if (holder := locks.try_acquire(job.output)) is not None:
+        log.warning("%s is being computed by %s: skipped", job.output, holder)
+        yield FileResult(job, LOCKED, message=f"being computed by {holder}")
+        return
+    claim = None
+    try:
+        # Examined again under the lock: another run may have finished it meanwhile.
+        if (existing := examine(job, input_sha256, contents)).verdict != BUILD:
+            yield kept_result(job, existing, failure_log)
+            return
+        if existing.reason:
+            log.warning("existing output %s will be rebuilt: %s", job.output, existing.reason)
+        remove_leftover_temporaries(job.output)  # ours to remove: this run holds the lock
+        claim = Claim(job, contents, existing.reason)
+        yield claim
+    finally:
+        if claim is None or not claim.handed_over:
+            locks.release(job.output)
