@@ -229,3 +229,27 @@ def test_plan_estimates_time_from_the_last_measured_rate(
     assert main(["plan", *argv[1:], "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert "time: about 0:" in err and "for 30 records at" in err
+
+
+def test_plan_names_outputs_another_run_holds_and_this_shards_share(
+    finished_folder, tmp_path, monkeypatch, capsys
+):
+    from fastesm_extract.locks import OutputLocks
+
+    folder, out, argv = finished_folder
+    for part in (3, 4, 5):
+        write_fasta(folder / f"output_{part}.fa", random_proteins(3, 5, 30, seed=part))
+    _no_loading(monkeypatch)
+    locks = OutputLocks()
+    assert locks.try_acquire(out / "output_3_ESM.pt") is None  # a live run holds it
+    try:
+        plan_json = tmp_path / "plan.json"
+        status = main(["plan", *argv[1:], "--summary-json", str(plan_json)])
+        actions = {e["output"]: e["action"] for e in json.loads(plan_json.read_text())["files"]}
+        assert actions[str(out / "output_3_ESM.pt")] == "locked" and status == 1
+        assert "held by" in capsys.readouterr().out
+        assert main(["plan", *argv[1:], "--shard", "2/2"]) == 0  # output_2 and output_4
+        err = capsys.readouterr().err
+        assert "(shard 2/2: 2 of 5 files)" in err  # every 2nd file of the sorted list
+    finally:
+        locks.close()
