@@ -3,6 +3,7 @@ and one large FASTA `extract_split`. Each builds a `RunConfig`, picks a job sour
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from .config import (
 from .currency import ModelIdentity
 from .failures import FailureLog
 from .fasta import read_fasta, record_ids
+from .forward import forward_for
 from .jobs import FileJob
 from .layout import manifest_path
 from .manifest import Provenance, sha256_of, utc_now
@@ -133,8 +135,10 @@ def extract_fast_esm(
     loaded = loaded or _default_model()
     prepared = prepare_file(job, loaded, settings)
     warn_about_records(prepared, settings)
-    output = assemble_output(compute_file(prepared, loaded), loaded.hidden_size)
+    computed = compute_file(prepared, loaded, forward=forward_for(loaded, settings))
+    output = assemble_output(computed, loaded.hidden_size)
     provenance = Provenance.of(loaded, truncation_seq_length, toks_per_batch)
+    provenance = dataclasses.replace(provenance, compiled=computed.compiled)
     failures = FailureLog(config.failure_log)
     write = out_file is not None
     publish(job, output, provenance, prepared.contents.source, started, failures, write)

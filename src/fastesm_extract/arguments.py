@@ -163,6 +163,20 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"residues kept per sequence (default {DEFAULT_TRUNCATION_SEQ_LENGTH})",
     )
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the forward through torch.compile: faster on long GPU runs, after a "
+        "compile of minutes per new length bucket (cached on disk); falls back to eager "
+        "if compiling fails",
+    )
+    parser.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        help="with --compile: keep compiled artifacts in DIR (a shared folder lets later "
+        "runs, workers and cluster jobs skip compiling; default: torch's, "
+        "TORCHINDUCTOR_CACHE_DIR or /tmp/torchinductor_$USER)",
+    )
+    parser.add_argument(
         "--failure-log",
         metavar="PATH",
         help=f"failure log (default OUTDIR or ./{FAILURE_LOG_NAME})",

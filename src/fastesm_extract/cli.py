@@ -133,6 +133,8 @@ def _extract(args: argparse.Namespace) -> tuple[int, dict]:
             failure_log=args.failure_log,
             log_dir=args.output_dir,
             show_progress=not args.quiet,
+            compile=args.compile,
+            compile_cache=args.compile_cache,
         )
         if planning:
             jobs = file_jobs(args.inputs, args.output_dir, config.failure_log)

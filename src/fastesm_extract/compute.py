@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import torch
 
 from .batching import BatchInputs, collate
-from .embed import DeviceHealth, embed_batch, embed_with_oom_split
+from .embed import DeviceHealth, embed_with_oom_split
 from .failures import RecordFailure
+from .forward import Forward
 from .model import LoadedModel
 from .prepare import PreparedFile
 from .publish import FileOutput
@@ -25,6 +26,7 @@ class ComputedFile:
     block: torch.Tensor  # (n_records, hidden) float32
     embedded: torch.Tensor  # (n_records,) bool: rows holding a valid embedding
     failures: list[RecordFailure]  # compute-time failures, in addition to parse failures
+    compiled: bool = False  # every batch ran through the compiled forward
 
 
 def compute_file(
@@ -32,13 +34,17 @@ def compute_file(
     loaded: LoadedModel,
     on_batch: Callable[[int], None] = lambda count: None,
     health: DeviceHealth | None = None,
+    forward: Forward | None = None,
 ) -> ComputedFile:
     """Embed every batch of a prepared file; a failing batch fails its records, not the run.
+
+    `forward` runs the model (default: eager on `loaded`).
 
     Raises `DeviceFailedError` when `health` judges the device unusable: the file is then
     not finished and must not be written.
     """
     health = health or DeviceHealth()
+    forward = forward or Forward(loaded)
     n_records = len(prepared.tokens)
     # Rows left unwritten (failed records) are never read: `embedded` masks them.
     block = torch.empty(n_records, loaded.hidden_size, dtype=torch.float32, device=loaded.device)
@@ -46,16 +52,13 @@ def compute_file(
     failures: list[RecordFailure] = []
     records = prepared.contents.records
 
-    def embed(batch: BatchInputs) -> torch.Tensor:
-        return embed_batch(loaded, batch)
-
     def collate_rows(rows: list[int]) -> BatchInputs:
         return collate(loaded.alphabet, prepared.tokens, rows)
 
     for batch in prepared.batches:
         settled: set[int] = set()  # rows of this batch already embedded or failed
         try:
-            for outcome in embed_with_oom_split(embed, batch, collate_rows):
+            for outcome in embed_with_oom_split(forward, batch, collate_rows):
                 if outcome.embeddings is None:
                     failures += [
                         RecordFailure(records[r].id, "out_of_memory", outcome.error or "")
@@ -90,7 +93,8 @@ def compute_file(
                 records[row].id, "non_finite_embedding", "embedding has NaN or infinite values"
             )
         )
-    return ComputedFile(prepared, block, embedded & finite, failures)
+    # A compile given up on falls back for good: compiled now means compiled throughout.
+    return ComputedFile(prepared, block, embedded & finite, failures, forward.compiled)
 
 
 def assemble_output(computed: ComputedFile, hidden_size: int) -> FileOutput:

@@ -35,6 +35,8 @@ class ExtractionSettings:
     accept_invalid: bool = False  # records failed for an input reason do not fail the run
     accept_stale: bool = False  # outputs of another model or truncation do not fail the run
     prefetch_files: int = 2  # files read and tokenized ahead of the device
+    compile: bool = False  # torch.compile the forward (forward.py); outputs equal within 1e-5
+    compile_cache: str | None = None  # folder for torch's compile caches (default: torch's)
 
     def __post_init__(self) -> None:
         if self.toks_per_batch < 1 or self.truncation_seq_length < 1:
@@ -131,6 +133,8 @@ def resolve_config(
     failure_log: str | Path | None = None,
     log_dir: str | Path | None = None,
     show_progress: bool = True,
+    compile: bool = False,
+    compile_cache: str | Path | None = None,
 ) -> RunConfig:
     """The one place front-end arguments become a `RunConfig`.
 
@@ -138,9 +142,12 @@ def resolve_config(
     `shard` is a `Shard` or `"K/N"`; without one, a Slurm array task or torchrun rank in
     `environ` (the CLI passes `os.environ`) gives it, and a torchrun rank puts the default
     "cuda" on its own GPU. The failure log defaults to `log_dir` (the output folder), else
-    the current folder. Raises `InputError` for a bad shard or device, or a folder as
-    failure log; `ModelLoadError` for `"all"` without a GPU; `ValueError` for several
-    devices with a model not given by name (each worker loads its own).
+    the current folder. `compile` runs the forward through torch.compile, its compiled
+    artifacts cached in `compile_cache` (a folder runs and workers share; default torch's
+    own). Raises `InputError` for a bad shard or device, a folder as failure log, or
+    `compile_cache` without `compile`; `ModelLoadError` for `"all"` without a GPU;
+    `ValueError` for several devices with a model not given by name (each worker loads its
+    own).
     """
     if isinstance(shard, str):
         shard = parse_shard(shard)
@@ -156,6 +163,8 @@ def resolve_config(
     folder = Path(log_dir) if log_dir is not None else Path.cwd()
     log_path = Path(failure_log) if failure_log is not None else folder / FAILURE_LOG_NAME
     check_failure_log(log_path)
+    if compile_cache is not None and not compile:
+        raise InputError("--compile-cache (compile_cache) needs --compile (compile=True)")
     settings = ExtractionSettings(
         toks_per_batch=toks_per_batch,
         truncation_seq_length=truncation_seq_length,
@@ -163,5 +172,7 @@ def resolve_config(
         redo_stale=redo_stale,
         accept_invalid=accept_invalid,
         accept_stale=accept_stale,
+        compile=compile,
+        compile_cache=str(Path(compile_cache).expanduser().resolve()) if compile_cache else None,
     )
     return RunConfig(spec, tuple(chosen), shard, settings, log_path, show_progress)

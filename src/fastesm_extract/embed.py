@@ -1,4 +1,6 @@
-"""A batch becomes embeddings: forward pass, masked mean over residues, OOM splitting."""
+"""Batches that fail: CUDA out-of-memory splitting, and telling a bad batch from a dead device.
+
+The forward pass itself (model + masked mean) is `forward.Forward`."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from dataclasses import dataclass
 import torch
 
 from .batching import BatchInputs
-from .model import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +62,6 @@ class DeviceHealth:
             raise DeviceFailedError(
                 f"{message} (the same error on {self._repeats} batches in a row)"
             ) from error
-
-
-@torch.inference_mode()
-def embed_batch(loaded: LoadedModel, batch: BatchInputs) -> torch.Tensor:
-    """Mean of `last_hidden_state` over residue positions: (b, hidden) float32 on the device."""
-    device = loaded.device
-    non_blocking = device.type == "cuda"  # inputs are pinned on CUDA: no host sync
-
-    def to_device(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.to(device, non_blocking=non_blocking)
-
-    input_ids = to_device(batch.input_ids)  # (b, l)
-    attention_mask = to_device(batch.attention_mask)  # (b, l)
-    hidden = loaded.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    # Sum over residues in float32 whatever the model dtype: (b, 1, l) @ (b, l, d) -> (b, d)
-    summed = torch.bmm(to_device(batch.residue_mask), hidden.float()).squeeze(1)
-    return summed / to_device(batch.residue_counts)  # (b, d) / (b, 1)
 
 
 @dataclass(frozen=True)

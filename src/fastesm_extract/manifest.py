@@ -80,6 +80,7 @@ class Provenance:
     hidden_size: int
     truncation_seq_length: int
     toks_per_batch: int
+    compiled: bool = False  # recorded only: never makes an output stale
 
     @classmethod
     def of(cls, loaded: LoadedModel, truncation_seq_length: int, toks_per_batch: int):
@@ -114,6 +115,7 @@ def _model_section(provenance: Provenance) -> dict:
         "dtype": provenance.dtype,
         "device": provenance.device,
         "hidden_size": provenance.hidden_size,
+        "compiled": provenance.compiled,  # torch.compile'd forward (forward.py)
     }
 
 

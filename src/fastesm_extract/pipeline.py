@@ -22,6 +22,7 @@ from .config import ExtractionSettings
 from .embed import DeviceFailedError, DeviceHealth
 from .failures import FailureLog
 from .fasta import FastaContents, FastaError, read_fasta, record_ids
+from .forward import forward_for
 from .jobs import FileJob
 from .locks import OutputLocks
 from .manifest import Provenance, sha256_of, utc_now
@@ -61,6 +62,7 @@ class Extractor:
         self.provenance = Provenance.of(
             loaded, settings.truncation_seq_length, settings.toks_per_batch
         )
+        self.forward = forward_for(loaded, settings)  # the model calls: eager or compiled
 
     def _examine(
         self, job: FileJob, input_sha256: str, contents: FastaContents | None = None
@@ -121,7 +123,7 @@ class Extractor:
             result = publish(
                 prepared.job,
                 output,
-                self.provenance,
+                dataclasses.replace(self.provenance, compiled=computed.compiled),
                 prepared.contents.source,
                 prepared.started,
                 self.failure_log,
@@ -186,7 +188,9 @@ class Extractor:
                         finished(item)
                         continue
                     try:
-                        computed = compute_file(item, self.loaded, progress.sequences, health)
+                        computed = compute_file(
+                            item, self.loaded, progress.sequences, health, self.forward
+                        )
                     except DeviceFailedError as error:
                         finished(self._device_failed(item, error))
                         summary.stopped = f"the device is unusable: {error}"
