@@ -187,6 +187,20 @@ def test_a_run_compiles_one_graph_per_bucket_whatever_the_batch_sizes(tiny_model
     assert (computed.block - compute_file(prepared, tiny_model).block).abs().max() < 1e-5
 
 
+def test_dynamic_widths_compile_two_graphs_for_every_bucket(tiny_model, tmp_path):
+    fasta = write_fasta(tmp_path / "p.fa", random_proteins(70, 3, 150, seed=5))
+    settings = ExtractionSettings(toks_per_batch=400, truncation_seq_length=100)
+    prepared = prepare_file(FileJob(fasta, tmp_path / "p_ESM.pt"), tiny_model, settings)
+    assert len(expected_graphs(prepared, 102)) >= 5
+    torch._dynamo.reset()
+    before = graphs_compiled()
+    forward = Forward(tiny_model, True, max_width=102, backend="eager", dynamic_width=True)
+    computed = compute_file(prepared, tiny_model, forward=forward)
+    assert set(forward.first_calls) <= {"anyxN", "anyx1"} and "anyxN" in forward.first_calls
+    assert graphs_compiled() - before == len(forward.first_calls)
+    assert (computed.block - compute_file(prepared, tiny_model).block).abs().max() < 1e-5
+
+
 def failing_backend(graph, example_inputs):
     raise RuntimeError("this backend cannot compile anything")
 

@@ -38,6 +38,7 @@ log = logging.getLogger("fastesm_extract")
 
 CACHE_ENVIRONMENT = "TORCHINDUCTOR_CACHE_DIR"
 CANONICAL_ROWS = 2  # the dummy batch each bucket's dynamic-rows graph is first traced on
+CANONICAL_WIDTH = 64  # ... and its width, when widths are dynamic too
 # Dynamo's default limit (8 graphs per function) would silently drop to eager after 8 buckets.
 RECOMPILE_LIMIT = 128
 # No on-device benchmarking that can change numerics: outputs must not depend on timing.
@@ -88,9 +89,11 @@ def _one_line(error: BaseException) -> str:
 class Forward:
     """Batches -> pooled embeddings on the device, eager or compiled (see the module notes).
 
-    `backend` is torch.compile's (tests use cheaper or failing ones). `first_calls` maps
-    each compiled graph (`"<width>x1"` or `"<width>xN"`) to the seconds its first call took,
-    compile included.
+    `backend` is torch.compile's (tests use cheaper or failing ones). `dynamic_width`
+    makes widths dynamic too: one graph (plus one for single rows) for every bucket, less
+    compiling for more general kernels (the GPU benchmark compares both). `first_calls` maps
+    each compiled graph (`"<width>x1"` or `"<width>xN"`, width `any` when dynamic) to the
+    seconds its first call took, compile included.
     """
 
     def __init__(
@@ -101,9 +104,11 @@ class Forward:
         max_width: int | None = None,
         cache_dir: str | Path | None = None,
         backend: str | Callable = "inductor",
+        dynamic_width: bool = False,
     ) -> None:
         self.loaded = loaded
         self.max_width = max_width
+        self.dynamic_width = dynamic_width
         self.first_calls: dict[str, float] = {}
         self.failure: str | None = None  # why compiling was given up, when it was
         self._compiled: Callable[..., torch.Tensor] | None = None
@@ -148,10 +153,12 @@ class Forward:
     def _run_compiled(self, inputs: Inputs) -> torch.Tensor:
         rows, width = inputs[0].shape
         bucket = bucket_width(width, self.max_width)
-        if rows > 1 and f"{bucket}xN" not in self.first_calls:
-            self._first_call(f"{bucket}xN", self._dummy(CANONICAL_ROWS, bucket))
+        label = "any" if self.dynamic_width else str(bucket)
+        if rows > 1 and f"{label}xN" not in self.first_calls:
+            canonical = CANONICAL_WIDTH if self.dynamic_width else bucket
+            self._first_call(f"{label}xN", self._dummy(CANONICAL_ROWS, canonical))
         padded = self._padded(inputs, bucket)
-        key = f"{bucket}x{'1' if rows == 1 else 'N'}"
+        key = f"{label}x{'1' if rows == 1 else 'N'}"
         if key not in self.first_calls:
             return self._first_call(key, padded)
         return self._call_compiled(padded)
@@ -170,6 +177,9 @@ class Forward:
         inputs = tuple(t if t.is_inference() else t.clone() for t in inputs)  # type: ignore[assignment]
         for tensor in inputs:
             torch._dynamo.maybe_mark_dynamic(tensor, 0)  # rows: one graph for every count
+        if self.dynamic_width:
+            for tensor, dim in zip(inputs[:3], (1, 1, 2)):
+                torch._dynamo.maybe_mark_dynamic(tensor, dim)
         assert self._compiled is not None
         return self._compiled(self.loaded.model, *inputs)
 
