@@ -12,6 +12,11 @@ Steps, each guarded so that a failure is recorded and the next step still runs:
              records through extract_fast_esm: minimum cosine, max abs difference
   attention  which SDPA kernels that model's attention really dispatches (profiler)
   bench      ours end to end vs the model-only floor vs the baseline at each toks_per_batch
+  compile    eager vs torch.compile'd ours on the FastESM stand-in and on EsmModel: records/s
+             per budget, first compile, warm start in a new process, compiled fp16 vs fp32
+             cosine (gpu_compile.py; issue 20)
+The default steps are issue 20's (tests, ceilings, compile: about 8 minutes on an H200);
+`--steps tests,ceilings,model,fidelity,attention,bench` is issue 12's check.
 After every step `gpu_check.json` (records) and `gpu_check.md` (rendered by report.py) are
 rewritten under --out, so a run stopped by a time limit still leaves its partial report.
 Without CUDA it exits 2 unless --smoke (tiny model, few records, CPU) is given.
@@ -34,7 +39,9 @@ from pathlib import Path
 import torch
 import transformers
 from baselines import ModelShape, build_esm
+from compile_runs import ARCHITECTURES
 from gpu_bench import FASTESM2_650, GPU_BUDGETS, datasheet_peak, run_gpu_benchmark
+from gpu_compile import step_compile
 from gpu_steps import step_attention, step_ceilings, step_fidelity, step_tests
 from harness import Deadline
 from machine import environment
@@ -44,6 +51,7 @@ from workload import write_tokenizer, write_workload
 from fastesm_extract import prepare_model
 
 SMOKE_SHAPE = ModelShape(layers=2, hidden=64, heads=4, intermediate=128)
+COMPILE_BUDGETS = (2048, 8192, 16384)
 
 
 # --------------------------------------------------------------------------- steps
@@ -90,11 +98,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny model and workload; CPU ok")
     parser.add_argument("--files", type=int, default=1, help="benchmark FASTA files")
     parser.add_argument("--records", type=int, help="proteins per file (10,000; smoke 200)")
-    parser.add_argument("--repeats", type=int, help="runs per variant and budget (2; smoke 1)")
+    parser.add_argument(
+        "--repeats", type=int, help="runs per variant and budget (2, compile step 1; smoke 1)"
+    )
     parser.add_argument("--budgets", help="toks_per_batch list, e.g. 2048,4096,8192,16384")
     parser.add_argument("--fidelity-records", type=int, help="records (1,000; smoke 40)")
-    parser.add_argument("--deadline", type=float, default=400.0, help="seconds for all steps")
-    parser.add_argument("--steps", default="tests,ceilings,model,fidelity,attention,bench")
+    parser.add_argument("--deadline", type=float, default=470.0, help="seconds for all steps")
+    parser.add_argument("--steps", default="tests,ceilings,compile")
+    parser.add_argument("--archs", default=",".join(ARCHITECTURES), help="compile step's")
+    parser.add_argument("--compile-budgets", help="compile step's (2048,8192,16384)")
+    parser.add_argument(
+        "--compile-shapes",
+        choices=["buckets", "dynamic"],
+        default="buckets",
+        help="static width per bucket (the default of --compile) or dynamic widths",
+    )
+    parser.add_argument("--compile-backend", default="inductor", help="smoke: eager")
     parser.add_argument("--peak-tflops", type=float, help="override the data-sheet peak")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -104,6 +123,8 @@ def settings_of(args: argparse.Namespace, cuda: bool) -> dict:
     """What this run does, with the smoke defaults where --smoke is given."""
     smoke = args.smoke
     budgets = args.budgets or ("256,512" if smoke else ",".join(map(str, GPU_BUDGETS)))
+    default_compile = budgets if smoke else ",".join(map(str, COMPILE_BUDGETS))
+    compile_budgets = args.compile_budgets or default_compile
     return {
         "smoke": smoke,
         "files": args.files,
@@ -115,6 +136,13 @@ def settings_of(args: argparse.Namespace, cuda: bool) -> dict:
         "model": vars(SMOKE_SHAPE if smoke else FASTESM2_650)
         | {"dtype": "float16" if cuda else "float32"},
         "steps": args.steps.split(","),
+        "compile": {
+            "architectures": args.archs.split(","),
+            "budgets": [int(budget) for budget in compile_budgets.split(",")],
+            "shapes": args.compile_shapes,
+            "backend": args.compile_backend,
+            "repeats": args.repeats or 1,  # two architectures x two modes: one run each
+        },
     }
 
 
@@ -151,7 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as temp:
         scratch = Path(temp)
         tokenizer = write_tokenizer(scratch / "tokenizer")
-        fasta = write_workload(scratch / "fidelity", 1, settings["fidelity_records"], 100).files[0]
+        fidelity_workload = write_workload(
+            scratch / "fidelity", 1, settings["fidelity_records"], 100
+        )
+        fasta = fidelity_workload.files[0]
 
         def build() -> dict:
             models["float32"] = build_esm(shape, device, torch.float32, args.seed)
@@ -192,6 +223,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             peaks["measured_matmul"] = result["matmul_tflops"] if cuda else None
             return result
 
+        def compile_step() -> dict:
+            models.clear()  # the model step's three copies: room for the compile step's
+            if cuda:
+                torch.cuda.empty_cache()
+            options = settings["compile"]
+
+            def partial(result: dict) -> None:
+                report.data["steps"]["compile"] = {"status": "running", "result": result}
+                report.flush()
+
+            return step_compile(
+                options["architectures"],
+                scratch=scratch / "compile",
+                records=settings["records"],
+                seed=args.seed,
+                on_record=partial,
+                deadline=deadline,
+                shape=shape,
+                device=device,
+                dtype=torch.float16 if cuda else torch.float32,
+                tokenizer=tokenizer,
+                fidelity_workload=fidelity_workload,
+                budgets=options["budgets"],
+                repeats=options["repeats"],
+                options={
+                    "backend": options["backend"],
+                    "dynamic_width": options["shapes"] == "dynamic",
+                },
+            )
+
         steps = {
             "tests": lambda: step_tests(args.out, max(60.0, min(150.0, deadline.left()))),
             "ceilings": ceilings,
@@ -201,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             "attention": lambda: step_attention(models["float16"], tokenizer, fasta),
             "bench": bench,
+            "compile": compile_step,
         }
         for name in settings["steps"]:
             if deadline.left() <= 0:

@@ -7,6 +7,7 @@ Renders partial records too: a step that failed or never ran is named, the other
 from __future__ import annotations
 
 from report import yes_no
+from report_compile import render_compile
 
 GPU_TARGETS = {"vs_floor_2048": 1.10, "records_per_s": 2_500.0, "fp16_min_cosine": 0.9999}
 FLOP_FORMULA = (
@@ -38,7 +39,8 @@ def render_environment(check: dict) -> list[str]:
         f"{env.get('python')}; fastesm-extract ({env.get('source')})",
         f"- Model: transformers `EsmModel` {model.get('layers')} layers x {model.get('hidden')}, "
         f"{model.get('heads')} heads, intermediate {model.get('intermediate')}, rotary, "
-        f"{model.get('dtype')}, SDPA, random weights (FastESM2_650's shape)"
+        f"{model.get('dtype')}, SDPA, random weights (FastESM2_650's shape); the compile "
+        "step runs each architecture it names"
         + (" - SMOKE RUN, not a measurement" if settings.get("smoke") else ""),
     ]
 
@@ -185,6 +187,10 @@ def render_gpu(check: dict) -> list[str]:
     lines += ["", *render_environment(check), ""]
     if "bench" in asked:
         lines += ["#### Benchmark", "", *render_bench(check), ""]
+    if "compile" in asked:
+        result, missing = step(check, "compile")
+        body = missing if result is None else render_compile(result)
+        lines += ["#### Compiled forward (--compile), by architecture", "", *body, ""]
     others = [name for name in STEP_RENDERERS if name in asked]
     if others:
         lines += [f"#### {', '.join(others).capitalize()}", ""]

@@ -73,6 +73,33 @@ def test_gpu_check_smoke_run_writes_every_step_and_renders(tmp_path, one_torch_t
     assert written.split(end)[1] == original.split(end)[1]
 
 
+def test_gpu_check_compile_step_runs_both_architectures_eager_and_compiled(
+    tmp_path, one_torch_thread
+):
+    # dynamo's "eager" backend: the step's plumbing is checked here, Inductor in test_compile.
+    out = tmp_path / "out"
+    argv = ["--smoke", "--out", str(out), "--steps", "compile", "--records", "30"]
+    argv += ["--compile-budgets", "600", "--compile-backend", "eager", "--fidelity-records", "8"]
+    assert gpu_check.main(argv) == 0
+    check = json.loads((out / "gpu_check.json").read_text())
+    assert check["steps"]["compile"]["status"] == "ok"
+    result = check["steps"]["compile"]["result"]
+    assert [r["architecture"] for r in result["architectures"]] == ["fastesm", "esm"]
+    for record in result["architectures"]:
+        first = record["first_compile"]
+        assert first["compiled"] and first["graphs"] >= 1 and not record["later_graphs"]
+        (budget,) = record["budgets"]
+        assert budget["toks_per_batch"] == 600 and budget["compiled"]["records_per_s"] > 0
+        assert budget["padded_tokens_bucketed"] > budget["padded_tokens"]
+        assert record["warm_start"]["compiled"]
+        assert set(record["warm_start"]["first_calls"]) == set(first["first_calls_s"])
+        assert record["fidelity"]["records"] == 8 and record["fidelity"]["min_cosine"] > 0.9999
+    markdown = (out / "gpu_check.md").read_text()
+    assert "| FastESM stand-in (modeling_fastesm) | 600 |" in markdown
+    assert "| transformers EsmModel | 600 |" in markdown
+    assert "Target: warm start <= 30 s" in markdown and "FELL BACK" not in markdown
+
+
 def test_report_names_a_failed_step_and_keeps_the_others():
     check = {
         "steps": {

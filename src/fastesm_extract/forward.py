@@ -86,6 +86,21 @@ def _one_line(error: BaseException) -> str:
     return f"{type(root).__name__}: {lines[0] if lines else ''}"[:300]
 
 
+def _raise_recompile_limit() -> None:
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(
+        config, name, max(getattr(config, name), RECOMPILE_LIMIT)
+    )  # torch < 2.6: cache_size_limit
+
+
+def _inductor_options() -> dict:
+    """INDUCTOR_OPTIONS this torch knows (an unknown one would fail every compile)."""
+    import torch._inductor.config as inductor_config
+
+    return {key: value for key, value in INDUCTOR_OPTIONS.items() if hasattr(inductor_config, key)}
+
+
 class Forward:
     """Batches -> pooled embeddings on the device, eager or compiled (see the module notes).
 
@@ -115,15 +130,14 @@ class Forward:
         if compile:
             if cache_dir is not None:
                 use_compile_cache(cache_dir)
-            dynamo = torch._dynamo.config
-            dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
+            _raise_recompile_limit()
             # dynamic=False: widths stay static per bucket (no history-dependent "automatic
             # dynamic" graph); only the rows, marked below, are dynamic.
             self._compiled = torch.compile(
                 pooled_embeddings,
                 backend=backend,
                 dynamic=False,
-                options=INDUCTOR_OPTIONS if backend == "inductor" else None,
+                options=_inductor_options() if backend == "inductor" else None,
             )
 
     @property
