@@ -3,7 +3,7 @@
 Each section sits between `<!-- BEGIN bench:MODE -->` and `<!-- END bench:MODE -->`; writing one
 replaces only that section, so the other recorded numbers stay as they are.
 
-    python3 benchmarks/report.py --gpu-json "$OUT/gpu_check.json"   # gpu_check -> section (d)
+    python3 benchmarks/report.py --gpu-json "$OUT/gpu_check.json"   # gpu_check -> (d), (e)
     python3 benchmarks/report.py --diagnose-json "$OUT/gpu_diagnose.json"  # gpu_diagnose
 """
 
@@ -178,13 +178,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--diagnose-json", type=Path, help="gpu_diagnose.json -> its section")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
-    from report_gpu import render_diagnosis, render_gpu  # report_gpu imports this module
+    from report_gpu import render_diagnosis, render_gpu, render_gpu_compile  # imports this
 
     if args.gpu_json is None and args.diagnose_json is None:
         parser.error("give --gpu-json and/or --diagnose-json")
     if args.gpu_json is not None:
-        update_markdown(args.output, "gpu", render_gpu(json.loads(args.gpu_json.read_text())))
-        print(f"{args.output}: gpu section rewritten from {args.gpu_json}")
+        check = json.loads(args.gpu_json.read_text())
+        steps = check.get("steps", {})
+        if "compile" in steps:  # its own section: a compile-only check keeps section (d)
+            update_markdown(args.output, "gpu-compile", render_gpu_compile(check))
+            print(f"{args.output}: gpu-compile section rewritten from {args.gpu_json}")
+        if set(steps) - {"compile", "tests", "ceilings"} or "compile" not in steps:
+            others = {name: entry for name, entry in steps.items() if name != "compile"}
+            settings = check.get("settings", {})
+            asked = [name for name in settings.get("steps", []) if name != "compile"]
+            rest = check | {"steps": others, "settings": settings | {"steps": asked}}
+            update_markdown(args.output, "gpu", render_gpu(rest))
+            print(f"{args.output}: gpu section rewritten from {args.gpu_json}")
     if args.diagnose_json is not None:
         record = json.loads(args.diagnose_json.read_text())
         update_markdown(args.output, "gpu-diagnosis", render_diagnosis(record))

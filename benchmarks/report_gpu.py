@@ -199,6 +199,18 @@ def render_gpu(check: dict) -> list[str]:
     return lines
 
 
+def render_gpu_compile(check: dict) -> list[str]:
+    """The compile step alone, for its own BENCHMARKS.md section (e)."""
+    result, missing = step(check, "compile")
+    lines = ["### (e) GPU: compiled forward (--compile), by architecture (gpu_check.py compile)"]
+    lines += ["", *render_environment(check), ""]
+    lines += missing if result is None else render_compile(result)
+    for name in ("tests", "ceilings"):  # run beside it by default: kept with it
+        if name in check.get("steps", {}):
+            lines += ["", *STEP_RENDERERS[name](check)]
+    return lines
+
+
 def render_diagnosis(record: dict) -> list[str]:
     """gpu_diagnose's record: what bounds the floor (section "(d) diagnosis")."""
     env, steps = record.get("environment", {}), record.get("steps", {})

@@ -98,6 +98,18 @@ def test_gpu_check_compile_step_runs_both_architectures_eager_and_compiled(
     assert "| FastESM stand-in (modeling_fastesm) | 600 |" in markdown
     assert "| transformers EsmModel | 600 |" in markdown
     assert "Target: warm start <= 30 s" in markdown and "FELL BACK" not in markdown
+    # Into BENCHMARKS.md: its own section (e); section (d), issue 12's check, stays.
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    original = (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").read_text()
+    benchmarks.write_text(original)
+    render_args = ["--gpu-json", str(out / "gpu_check.json"), "--output", str(benchmarks)]
+    assert report.main(render_args) == 0
+    written = benchmarks.read_text()
+    begin, end = "<!-- BEGIN bench:gpu -->", "<!-- END bench:gpu -->"
+    assert written.split(begin)[1].split(end)[0] == original.split(begin)[1].split(end)[0]
+    section = written.split("<!-- BEGIN bench:gpu-compile -->\n")[1]
+    assert section.startswith("### (e) GPU: compiled forward")
+    assert "| transformers EsmModel | 600 |" in section.split("<!-- END bench:gpu-compile -->")[0]
 
 
 def test_report_names_a_failed_step_and_keeps_the_others():
