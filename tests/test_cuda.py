@@ -154,3 +154,31 @@ def test_cuda_out_of_memory_splits_the_batch_and_retries(
     assert ids == [label for label, _ in proteins]
     # The halves are the batches of the `half` budget: the same values, up to kernel choice.
     assert difference < FP16_MAX_ABS_DIFF
+
+
+def test_cuda_compiled_forward_matches_eager_and_is_bitwise_reproducible(
+    tiny_checkpoint, tiny_model, tmp_path, record_property
+):
+    # --compile on the card (issue 20), one width bucket (66-76 residues: widths to 80) so it
+    # compiles one graph: near eager float16, within the float16 limit of CPU float32, and
+    # the same bytes alone or after another file (each run traced from a fresh dynamo).
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for part in range(2):
+        write_fasta(folder / f"f{part}.fa", random_proteins(30 + 9 * part, 66, 76, seed=part))
+    gpu = load_model(str(tiny_checkpoint), device="cuda")
+    options = {"model": gpu, "show_progress": False, "toks_per_batch": 600}
+    torch._dynamo.reset()
+    extract_files([folder], tmp_path / "together", compile=True, **options)
+    torch._dynamo.reset()
+    extract_files([folder / "f1.fa"], tmp_path / "alone", compile=True, **options)
+    extract_files([folder / "f1.fa"], tmp_path / "eager", **options)
+    together = (tmp_path / "together" / "f1_ESM.pt").read_bytes()
+    assert (tmp_path / "alone" / "f1_ESM.pt").read_bytes() == together
+    compiled = torch.stack(load_embeddings(tmp_path / "together" / "f1_ESM.pt")[1])
+    eager = torch.stack(load_embeddings(tmp_path / "eager" / "f1_ESM.pt")[1])
+    cpu = torch.stack(extract_fast_esm(folder / "f1.fa", model=tiny_model)[1])
+    record_property("compiled_fp16_vs_eager_fp16", float((compiled - eager).abs().max()))
+    record_property("compiled_fp16_vs_cpu_fp32", float((compiled - cpu).abs().max()))
+    assert (compiled - cpu).abs().max() < FP16_MAX_ABS_DIFF
+    assert '"compiled": true' in (tmp_path / "together" / "f1_ESM.pt.json").read_text()
