@@ -63,10 +63,10 @@ def render(results: dict, env: dict, settings: str) -> list[str]:
             r = result[name]
             ready = f"{r['graphs_ready_s']:.1f}" if name != "eager" else "-"
             lines.append(f"| {arch} | {name} | {ready} | {r['run_s']:.1f} | {r['process_s']:.1f} |")
+    lines.append("")
     for arch, result in results.items():
         cold, warm = result["cold"], result["warm"]
         per_graph = ", ".join(f"{k} {v:.1f} s" for k, v in cold["first_calls"].items())
-        lines.append("")
         lines.append(
             f"- {arch}: {len(cold['first_calls'])} graphs ({per_graph} cold); warm start "
             f"{warm['graphs_ready_s']:.1f} s vs cold {cold['graphs_ready_s']:.1f} s "
