@@ -97,6 +97,8 @@ def extract_fast_esm(
     failure_log: str | Path | None = None,
     overwrite: bool = False,
     redo_stale: bool = False,
+    compile: bool = False,
+    compile_cache: str | Path | None = None,
 ) -> tuple[list[str], list[torch.Tensor]]:
     """Embed one FASTA file; drop-in for VirNucPro's `units.extract_fast_esm`.
 
@@ -110,7 +112,8 @@ def extract_fast_esm(
     `model`/`tokenizer` are a preloaded Hugging Face model (SDPA) and its tokenizer, or a
     `LoadedModel`; without them FastESM2_650 is loaded once per process. Bad records are
     skipped and appended to `failure_log` (default `./extraction_failures.log`); a file that
-    cannot be read raises `FastaError`.
+    cannot be read raises `FastaError`. `compile` runs the forward through torch.compile
+    (see `extract_files`); called once per file, later calls reuse the compiled graphs.
     """
     config = resolve_config(
         model=DEFAULT_MODEL if model is None else model,
@@ -121,6 +124,8 @@ def extract_fast_esm(
         redo_stale=redo_stale,
         failure_log=failure_log,
         show_progress=False,
+        compile=compile,
+        compile_cache=compile_cache,
     )
     outputs = [out_file, manifest_path(out_file)] if out_file is not None else []
     refuse_writing_over_inputs(
@@ -153,7 +158,9 @@ def extract_files(
     `options` are `resolve_config`'s keywords, which say what each means: `model` (hub ID,
     folder, module or `LoadedModel`), `tokenizer`, `revision`, `dtype`, `device` or
     `devices`, `shard`, `toks_per_batch`, `truncation_seq_length`, `overwrite`,
-    `redo_stale`, `accept_invalid`, `failure_log`, `show_progress`.
+    `redo_stale`, `accept_invalid`, `failure_log`, `show_progress`, `compile` (run the
+    forward through torch.compile: worth it for long GPU runs; manifests record it) and
+    `compile_cache` (the folder of its on-disk caches, which later runs and workers reuse).
 
     Outputs go beside each input, or under `output_dir` keeping folder layout. Finished
     outputs are skipped unless `overwrite`; outputs whose manifest shows another input, model
