@@ -84,6 +84,9 @@ def run_step(report: Report, name: str, action: Callable[[], dict], started: flo
             "error": f"{type(error).__name__}: {error}"[:1000],
             "traceback": traceback.format_exc()[-4000:],
         }
+        previous = report.data["steps"].get(name, {})
+        if previous.get("status") == "running":  # what the step measured before failing
+            entry["partial"] = previous.get("result")
         print(entry["traceback"], file=sys.stderr, flush=True)
     entry["seconds"] = round(time.monotonic() - step_started, 1)
     report.data["steps"][name] = entry

@@ -96,15 +96,18 @@ def _architecture_notes(record: dict) -> list[str]:
         )
     if record.get("later_graphs"):
         notes.append(f"  - Graphs compiled after the first run: {record['later_graphs']}.")
+    for name in ("warm_start", "fidelity"):
+        if "error" in record.get(name, {}):
+            notes.append(f"  - {name}: **error**: {record[name]['error']}")
     warm = record.get("warm_start")
-    if warm:
+    if warm and "error" not in warm:
         notes.append(
-            f"  - Warm start (new process, same cache): graphs ready in "
-            f"{warm['graphs_ready_s']:.1f} s; model built in {warm['build_s']:.1f} s; whole "
-            f"process {warm['process_s']:.0f} s."
+            f"  - Warm start (new process, same cache): {len(warm['first_calls'])} graphs "
+            f"ready in {warm['graphs_ready_s']:.1f} s; model built in {warm['build_s']:.1f} s; "
+            f"whole process {warm['process_s']:.0f} s."
         )
     fidelity = record.get("fidelity")
-    if fidelity:
+    if fidelity and "error" not in fidelity:
         notes.append(
             f"  - Compiled {fidelity['dtype']} vs eager float32 (same weights), "
             f"{fidelity['records']:,} records: min cosine {fidelity['min_cosine']:.6f}, mean "

@@ -188,8 +188,7 @@ def render_gpu(check: dict) -> list[str]:
     if "bench" in asked:
         lines += ["#### Benchmark", "", *render_bench(check), ""]
     if "compile" in asked:
-        result, missing = step(check, "compile")
-        body = missing if result is None else render_compile(result)
+        body = compile_lines(check)
         lines += ["#### Compiled forward (--compile), by architecture", "", *body, ""]
     others = [name for name in STEP_RENDERERS if name in asked]
     if others:
@@ -199,12 +198,19 @@ def render_gpu(check: dict) -> list[str]:
     return lines
 
 
+def compile_lines(check: dict) -> list[str]:
+    """The compile step's lines; a step that failed midway shows what it measured first."""
+    result, missing = step(check, "compile")
+    partial = check.get("steps", {}).get("compile", {}).get("partial")
+    if result is None and partial:
+        return [*missing, "", *render_compile(partial)]
+    return missing if result is None else render_compile(result)
+
+
 def render_gpu_compile(check: dict) -> list[str]:
     """The compile step alone, for its own BENCHMARKS.md section (e)."""
-    result, missing = step(check, "compile")
     lines = ["### (e) GPU: compiled forward (--compile), by architecture (gpu_check.py compile)"]
-    lines += ["", *render_environment(check), ""]
-    lines += missing if result is None else render_compile(result)
+    lines += ["", *render_environment(check), "", *compile_lines(check)]
     for name in ("tests", "ceilings"):  # run beside it by default: kept with it
         if name in check.get("steps", {}):
             lines += ["", *STEP_RENDERERS[name](check)]
