@@ -112,6 +112,21 @@ def test_gpu_check_compile_step_runs_both_architectures_eager_and_compiled(
     assert "| transformers EsmModel | 600 |" in section.split("<!-- END bench:gpu-compile -->")[0]
 
 
+def test_gpu_check_defaults_are_the_prepared_issue_20_run():
+    args = gpu_check.parse_args([])
+    settings = gpu_check.settings_of(args, cuda=True)
+    assert settings["steps"] == ["tests", "ceilings", "compile"] and args.deadline <= 480
+    assert settings["records"] == 10_000 and settings["fidelity_records"] == 1_000
+    assert settings["compile"] == {
+        "architectures": ["fastesm", "esm"],
+        "budgets": [2048, 8192, 16384],
+        "shapes": "buckets",
+        "backend": "inductor",
+        "repeats": 1,
+    }
+    assert settings["model"]["layers"] == 33 and settings["model"]["dtype"] == "float16"
+
+
 def test_report_names_a_failed_step_and_keeps_the_others():
     check = {
         "steps": {
