@@ -3,6 +3,7 @@
 Real signals are sent to a real CLI process in the middle of a run.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,8 +40,11 @@ def reference(inputs, tiny_checkpoint, tmp_path_factory):
     return finished_outputs(out)
 
 
-def interrupt_after_first_output(command, out, signum, whole_group=False):
-    """Start `command`, send `signum` once an output is finished; returns (exit code, stderr)."""
+def interrupt_after_first_output(command, out, signum, whole_group=False, repeat_after_s=None):
+    """Start `command`, send `signum` once an output is finished; returns (exit code, stderr).
+
+    With `repeat_after_s`, the signal is sent again that long after the first, then every
+    5 ms until the process exits (batch systems may signal twice)."""
     process = subprocess.Popen(
         command,
         env=subprocess_environment(),
@@ -52,10 +56,20 @@ def interrupt_after_first_output(command, out, signum, whole_group=False):
     while not finished_outputs(out) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before the signal: make the workload larger"
-    if whole_group:  # Ctrl-C in a terminal, or scancel: every process of the job
-        os.killpg(process.pid, signum)
-    else:
-        process.send_signal(signum)
+
+    def send():
+        if whole_group:  # Ctrl-C in a terminal, or scancel: every process of the job
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+
+    send()
+    if repeat_after_s is not None:
+        time.sleep(repeat_after_s)
+        while process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                send()
+            time.sleep(0.005)
     _, stderr = process.communicate(timeout=120)
     return process.returncode, stderr
 
@@ -75,6 +89,9 @@ CASES = [  # name, signal, exit status, message, extra options, to the whole pro
     ("Ctrl-C", signal.SIGINT, 130, "interrupted", [], True),
     ("SIGTERM --devices", signal.SIGTERM, 143, "terminated (SIGTERM)", DEVICES, False),
     ("Ctrl-C --devices", signal.SIGINT, 130, "interrupted", DEVICES, True),
+    # A closed terminal or ssh session hangs up the whole process group (issue 17).
+    ("SIGHUP", signal.SIGHUP, 129, "terminated (SIGHUP)", [], False),
+    ("SIGHUP --devices", signal.SIGHUP, 129, "terminated (SIGHUP)", DEVICES, True),
 ]
 
 
@@ -102,3 +119,28 @@ def test_a_signal_stops_the_run_cleanly_and_a_rerun_completes_it(
     )
     assert rerun.returncode == 0, rerun.stderr
     assert finished_outputs(out) == reference  # bitwise
+
+
+REPEATED = [  # name, signal, exit status, message, extra options, to the whole process group
+    ("SIGTERM", signal.SIGTERM, 143, "terminated (SIGTERM)", [], False),
+    ("SIGHUP", signal.SIGHUP, 129, "terminated (SIGHUP)", [], False),
+    ("SIGTERM --devices", signal.SIGTERM, 143, "terminated (SIGTERM)", DEVICES, False),
+    ("SIGHUP --devices", signal.SIGHUP, 129, "terminated (SIGHUP)", DEVICES, True),
+]
+
+
+@pytest.mark.parametrize(
+    "signum, status, what, extra, whole_group",
+    [case[1:] for case in REPEATED],
+    ids=[case[0] for case in REPEATED],
+)
+def test_signals_after_the_first_never_cut_the_cleanup_short(
+    inputs, tiny_checkpoint, tmp_path, signum, status, what, extra, whole_group
+):
+    """The same signal again 50 ms after the first, then every 5 ms until the process exits:
+    it still stops as after one signal, with nothing left behind."""
+    out = tmp_path / "out"
+    command = cli_command(inputs, out, tiny_checkpoint, "--device", "cpu", *extra)
+    code, stderr = interrupt_after_first_output(command, out, signum, whole_group, 0.05)
+    assert code == status, stderr
+    assert_clean_stop(out, stderr, what)

@@ -28,8 +28,8 @@ from .layout import manifest_path
 from .manifest import Provenance, sha256_of, utc_now
 from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel
 from .pipeline import assemble_output, compute_file
-from .prepare import prepare_file, warn_about_records
-from .publish import publish
+from .prepare import NoUsableRecordsError, prepare_file, warn_about_records
+from .publish import file_failed, publish
 from .resume import BUILD, INVALID, STALE, examine_output
 from .runner import run
 from .same_file import refuse_writing_over_inputs
@@ -112,8 +112,10 @@ def extract_fast_esm(
     `model`/`tokenizer` are a preloaded Hugging Face model (SDPA) and its tokenizer, or a
     `LoadedModel`; without them FastESM2_650 is loaded once per process. Bad records are
     skipped and appended to `failure_log` (default `./extraction_failures.log`); a file that
-    cannot be read raises `FastaError`. `compile` runs the forward through torch.compile
-    (see `extract_files`); called once per file, later calls reuse the compiled graphs.
+    cannot be read raises `FastaError`, and so does a file whose every record is invalid
+    (`NoUsableRecordsError`), after its records are appended to the log as the CLI does.
+    `compile` runs the forward through torch.compile (see `extract_files`); called once per
+    file, later calls reuse the compiled graphs.
     """
     config = resolve_config(
         model=DEFAULT_MODEL if model is None else model,
@@ -138,13 +140,20 @@ def extract_fast_esm(
     if out_file is not None and (finished := _finished_output(job, loaded, settings)) is not None:
         return finished
     loaded = loaded or _default_model()
-    prepared = prepare_file(job, loaded, settings)
+    failures = FailureLog(config.failure_log)
+    try:
+        prepared = prepare_file(job, loaded, settings)
+    except NoUsableRecordsError as error:  # logged as the CLI logs it, then raised
+        contents = error.contents
+        failures.record_many(job.fasta, contents.failures)
+        message = str(error)
+        file_failed(job, "unreadable_file", message, failures, contents.n_read, contents.failures)
+        raise
     warn_about_records(prepared, settings)
     computed = compute_file(prepared, loaded, forward=forward_for(loaded, settings))
     output = assemble_output(computed, loaded.hidden_size)
     provenance = Provenance.of(loaded, truncation_seq_length, toks_per_batch)
     provenance = dataclasses.replace(provenance, compiled=computed.compiled)
-    failures = FailureLog(config.failure_log)
     write = out_file is not None
     publish(job, output, provenance, prepared.contents.source, started, failures, write)
     return output.proteins, output.data

@@ -17,8 +17,9 @@ from .jobs import InputError
 from .model import ModelLoadError
 from .plan_report import print_plan
 from .runner import run
-from .signals import exit_status, sigterm_as_interrupt
+from .signals import describe, exit_status, stop_signals_as_interrupt
 from .sources import SplitSource, file_jobs
+from .store import DiskFullError
 from .summary import FAILED, LOCKED, SKIPPED, STALE, WRITTEN, RunSummary
 from .summary_json import write_summary_json
 from .verify import find_outputs, verify_output
@@ -139,7 +140,7 @@ def _extract(args: argparse.Namespace) -> tuple[int, dict]:
         if planning:
             jobs = file_jobs(args.inputs, args.output_dir, config.failure_log)
             return print_plan(jobs, config)
-        with sigterm_as_interrupt(), logging_redirect_tqdm():
+        with stop_signals_as_interrupt(), logging_redirect_tqdm():
             if args.split_every is None:
                 jobs = file_jobs(args.inputs, args.output_dir, config.failure_log)
             else:
@@ -155,14 +156,16 @@ def _extract(args: argparse.Namespace) -> tuple[int, dict]:
         return _error(EXIT_FAILURES, str(error))
     except OSError as error:  # e.g. a full disk while --split-every writes its parts
         where = f"{error.filename}: " if error.filename else ""
+        detail = f"{where}{error.strerror or error}"
+        if isinstance(error, DiskFullError):
+            detail = str(error)  # names the file and says "disk full"
         print(
-            f"fastesm-extract: error: {where}{error.strerror or error}; fix that and rerun "
-            "(finished outputs are kept)",
+            f"fastesm-extract: error: {detail}; fix that and rerun (finished outputs are kept)",
             file=sys.stderr,
         )
         return _error(EXIT_FAILURES, str(error))
-    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (signals.Terminated)
-        what = "terminated (SIGTERM)" if exit_status(interrupt) != 130 else "interrupted"
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
+        what = describe(interrupt)
         print(
             f"fastesm-extract: {what}; finished outputs are kept, rerun to resume",
             file=sys.stderr,

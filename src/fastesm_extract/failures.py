@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -9,9 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .escaping import escape
+
 log = logging.getLogger("fastesm_extract")
 
 WHOLE_FILE = "-"
+# The record-ID column of a record whose header holds no ID (a bare `>`): never a real ID
+# (an ID has no space) and never `-`, which marks a whole file.
+NO_RECORD_ID = "(no ID)"
 # Kinds caused by the input itself: a rerun fails them again, so it reports them instead of
 # recomputing. Every other kind (out_of_memory, batch_error, non_finite_embedding,
 # write_error, ...) may pass, so a rerun retries the file.
@@ -34,8 +40,11 @@ def is_input_failure(kind: str) -> bool:
     return kind in INPUT_KINDS
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).replace("\t", " ").split())
+def describe_write_error(error: OSError) -> str:
+    """What an `OSError` of a write means, for messages: a full disk says "disk full"."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full ({error.strerror})"
+    return error.strerror or str(error)
 
 
 class FailureLog:
@@ -62,7 +71,7 @@ class FailureLog:
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         lines = "".join(
             "\t".join(
-                (now, _one_line(input_file), _one_line(f.record_id), f.kind, _one_line(f.message))
+                (now, escape(str(input_file)), escape(f.record_id), f.kind, escape(f.message))
             )
             + "\n"
             for f in failures
@@ -73,7 +82,11 @@ class FailureLog:
             except OSError as error:
                 # A full disk or a bad path must not end the run nor lose the failures: they
                 # go to the log messages instead (this works in worker processes too).
-                self.problem = error.strerror or str(error)
+                self.problem = (
+                    "it is a symbolic link, not followed: remove it"
+                    if error.errno == errno.ELOOP
+                    else describe_write_error(error)
+                )
                 log.error(
                     "cannot append to the failure log %s (%s); the failures it would hold:\n%s",
                     self.path,
@@ -85,8 +98,10 @@ class FailureLog:
     def _append(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Mode 0666 less the umask, like any program's files. One O_APPEND write per call,
-        # so worker processes sharing the log never interleave inside a line.
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        # so worker processes sharing the log never interleave inside a line. A symlink
+        # planted in the log's place is not written through (O_NOFOLLOW: ELOOP).
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        descriptor = os.open(self.path, flags, 0o666)
         try:
             while data:
                 data = data[os.write(descriptor, data) :]

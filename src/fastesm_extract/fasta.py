@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from .failures import RecordFailure
+from .failures import NO_RECORD_ID, RecordFailure
 from .input_read import InputRead
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -172,6 +172,14 @@ def clean_sequence(raw: bytes) -> bytes:
     return sequence[:-1] if sequence.endswith(b"*") else sequence
 
 
+def record_id_of(header: str) -> str:
+    """The record ID of a header line (without its `>`), as Biopython's `record.id`: the
+    first word, words split at any Unicode whitespace (no-break space, em space, NEL, the
+    file separator U+001C, ...), not ASCII whitespace only; "" when there is none."""
+    words = header.split(None, 1)
+    return words[0] if words else ""
+
+
 def _check_record(record_id: str, sequence: bytes) -> RecordFailure | None:
     if not sequence:
         return RecordFailure(record_id, "empty_sequence", "record has no residues")
@@ -188,17 +196,21 @@ def _parse_records(chunks: Iterable[bytes]) -> tuple[list[ProteinRecord], list[R
     failures: list[RecordFailure] = []
     for chunk in chunks:
         header, _, raw_sequence = chunk.partition(b"\n")
-        words = header.split(None, 1)
-        try:
-            record_id = words[0].decode("utf-8") if words else ""
-        except UnicodeDecodeError:
-            shown = words[0].decode("utf-8", "backslashreplace")
+        # Bytes that are not UTF-8 matter only in the ID (the description is not used).
+        record_id = record_id_of(header.decode("utf-8", "surrogateescape"))
+        raw_id = record_id.encode("utf-8", "surrogateescape")
+        if raw_id.decode("utf-8", "replace") != record_id:
+            # Shown with \xNN for the bytes: a text every log, manifest and message can hold.
+            shown = raw_id.decode("utf-8", "backslashreplace")
             failures.append(RecordFailure(shown, "invalid_header", "header is not valid UTF-8"))
             continue
-        if not record_id or "\x00" in record_id:
-            failures.append(
-                RecordFailure(record_id or "-", "invalid_header", "header has no record ID")
-            )
+        if not record_id:
+            message = "header has no record ID"
+            failures.append(RecordFailure(NO_RECORD_ID, "invalid_header", message))
+            continue
+        if "\x00" in record_id:
+            message = "record ID contains a NUL byte"
+            failures.append(RecordFailure(record_id, "invalid_header", message))
             continue
         sequence = clean_sequence(raw_sequence)
         failure = _check_record(record_id, sequence)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,15 @@ def plan_jobs(inputs: list[str | Path], output_dir: str | Path | None = None) ->
     # The same file named twice (e.g. a file and its folder) is done once.
     unique = {job.output.resolve(): job for job in jobs}
     return list(unique.values())
+
+
+def input_vanished(job: FileJob) -> bool:
+    """True when the job's input, there when the jobs were planned, is gone now."""
+    return not os.path.lexists(job.fasta)
+
+
+def vanished_message(job: FileJob) -> str:
+    return f"the input vanished: {job.fasta} was deleted or moved during the run; no output"
 
 
 def check_writable(jobs: list[FileJob]) -> None:

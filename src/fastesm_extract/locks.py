@@ -1,29 +1,46 @@
 """One output is computed by one run at a time: a lock file per output (SPEC section 8).
 
 `x_ESM.pt.lock` is created with O_CREAT|O_EXCL, which is atomic on local disks and on
-NFS/Lustre (unlike flock), and holds who took it: host, pid, time. The holder touches its
-locks every `HEARTBEAT_S` seconds. A lock left by a killed run never blocks forever: it is
-stale when its process is gone (same host), or when its heartbeat is older than
-`STALE_AFTER_S` (any host, e.g. a node that died).
+NFS/Lustre (unlike flock), and holds who took it: host, pid, time, and what tells that very
+process from a later one given the same pid: the boot id and the process's start time. The
+holder touches its locks every `HEARTBEAT_S` seconds. A lock left by a killed run never
+blocks forever: it is stale when its process is gone (same host: pid dead, or reused by a
+process started at another time, or the machine rebooted since; in a container the tool is
+often pid 1 after every restart), or when its heartbeat is older than `STALE_AFTER_S` (any
+host, e.g. a node that died). Locks written before the boot id and start time were recorded
+are judged by their pid alone.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 import uuid
 from pathlib import Path
 
+from .failures import describe_write_error
 from .layout import lock_path
 
 log = logging.getLogger("fastesm_extract")
 
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = float(os.environ.get("FASTESM_EXTRACT_LOCK_STALE_S", 15 * 60))
+
+
+# An empty lock is one whose creator died (or failed) between creating and writing it,
+# which takes microseconds: older than this, nobody will ever write it.
+EMPTY_LOCK_GRACE_S = 60.0
+
+
+class LockError(Exception):
+    """The lock of an output cannot be taken, for a reason no waiting will fix (a folder or
+    a symlink in its place, a full disk): that output fails, the others go on."""
 
 
 def _pid_is_alive(pid: int) -> bool:
@@ -36,6 +53,26 @@ def _pid_is_alive(pid: int) -> bool:
     return True
 
 
+def boot_id() -> str | None:
+    """This boot of this machine's kernel (None where /proc does not tell)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (None where /proc does not tell)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    try:  # fields after the command name, which may hold spaces and parentheses itself
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
 def describe_holder(content: bytes) -> str:
     """`host pid N since T` from a lock file's bytes (best effort, for messages)."""
     try:
@@ -45,17 +82,68 @@ def describe_holder(content: bytes) -> str:
         return "an unknown run"
 
 
+def _holder_is_gone(holder: dict) -> bool:
+    """True when the holder, a process of this host, no longer runs."""
+    pid = int(holder["pid"])
+    if holder.get("boot_id") and boot_id() and holder["boot_id"] != boot_id():
+        return True  # the machine rebooted since: every process of that boot is gone
+    if not _pid_is_alive(pid):
+        return True
+    recorded, now = holder.get("start_time"), process_start_time(pid)
+    return recorded is not None and now is not None and int(recorded) != now  # pid reused
+
+
 def is_stale(content: bytes, age_s: float, stale_after_s: float = STALE_AFTER_S) -> bool:
-    """True when the lock's owner is gone: its pid is dead on this host, or it has not
-    renewed the lock for `stale_after_s` seconds."""
-    if age_s > stale_after_s:
+    """True when the lock's owner is gone: it is a dead process of this host (or its pid
+    now belongs to another process), it has not renewed the lock for `stale_after_s`
+    seconds, or the lock stayed empty for `EMPTY_LOCK_GRACE_S`."""
+    if age_s > stale_after_s or (not content and age_s > EMPTY_LOCK_GRACE_S):
         return True
     try:
         holder = json.loads(content)
-        same_host = holder["host"] == socket.gethostname()
-        return same_host and not _pid_is_alive(int(holder["pid"]))
+        return holder["host"] == socket.gethostname() and _holder_is_gone(holder)
     except (ValueError, KeyError, TypeError):
         return False  # half-written by its creator, or foreign: trust the age only
+
+
+def _refuse_odd_lock_path(path: Path) -> None:
+    """Raises `LockError` when what is at `path` is no lock file this tool could have made."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
+        target = os.readlink(path)
+        dangling = "" if path.exists() else ", which does not exist"
+        raise LockError(
+            f"{path} is a symbolic link (to {target}{dangling}), not a lock file: remove it"
+        )
+    if stat.S_ISDIR(mode):
+        raise LockError(f"{path} is a folder, not a lock file: remove it")
+
+
+def _write_lock(path: Path, content: bytes) -> bool:
+    """Create the lock file `path` holding `content`; False when it exists already.
+
+    A lock that cannot be written whole (a full disk) is removed again: an empty lock
+    would block the output for every later run.
+    """
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    except OSError as error:
+        raise LockError(f"cannot take the lock {path}: {describe_write_error(error)}") from error
+    try:
+        try:
+            if os.write(descriptor, content) != len(content):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        path.unlink(missing_ok=True)
+        raise LockError(f"cannot take the lock {path}: {describe_write_error(error)}") from error
+    return True
 
 
 class OutputLocks:
@@ -69,7 +157,9 @@ class OutputLocks:
         self._heartbeat: threading.Thread | None = None
 
     def try_acquire(self, output: str | Path) -> str | None:
-        """Take the lock of `output`: None when taken, else who holds it (for the message)."""
+        """Take the lock of `output`: None when taken, else who holds it (for the message).
+
+        Raises `LockError` when no lock can be taken there (see its doc)."""
         path = lock_path(output)
         path.parent.mkdir(parents=True, exist_ok=True)
         content = json.dumps(
@@ -78,28 +168,25 @@ class OutputLocks:
                 "pid": os.getpid(),
                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "token": uuid.uuid4().hex,
+                "boot_id": boot_id(),
+                "start_time": process_start_time(os.getpid()),
             }
         ).encode()
         for _ in range(3):
             with self._mutex:
                 if self._closed.is_set():
                     return "this run, which is stopping"
-                try:
-                    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                except FileExistsError:
-                    pass
-                else:
-                    try:
-                        os.write(descriptor, content)
-                    finally:
-                        os.close(descriptor)
+                if _write_lock(path, content):
                     self._held[path] = content
                     self._start_heartbeat()
                     return None
+            _refuse_odd_lock_path(path)
             try:
                 current, age = path.read_bytes(), time.time() - path.stat().st_mtime
             except FileNotFoundError:
                 continue  # released meanwhile: try again
+            except OSError as error:
+                raise LockError(f"cannot read the lock {path}: {error.strerror}") from error
             if not is_stale(current, age, self.stale_after_s):
                 return describe_holder(current)
             log.warning("%s: removing a lock left by %s", path, describe_holder(current))

@@ -110,6 +110,32 @@ def model_tokenizer(model: torch.nn.Module, model_id: str) -> object | None:
         ) from error
 
 
+def embedding_rows(model: torch.nn.Module) -> int | None:
+    """How many token ids the model can embed: rows of its input embedding matrix (its
+    config's `vocab_size` when the module does not say); None when unknown."""
+    try:
+        return int(model.get_input_embeddings().weight.shape[0])
+    except Exception:  # noqa: BLE001 - remote code may not implement it
+        size = getattr(model.config, "vocab_size", None)
+        return size if isinstance(size, int) else None
+
+
+def check_vocabulary_fits(model: torch.nn.Module, alphabet: EsmAlphabet, model_id: str) -> None:
+    """Raises `ModelLoadError` when the tokenizer gives ids the model has no embedding for
+    (e.g. a vocab.txt longer than the config's vocab_size): every batch would fail later,
+    as if the device were broken."""
+    rows = embedding_rows(model)
+    specials = (alphabet.cls_id, alphabet.eos_id, alphabet.pad_id, alphabet.unk_id)
+    largest = max(int(alphabet.byte_to_id.max()), *specials)
+    if rows is not None and largest >= rows:
+        raise ModelLoadError(
+            f"model {model_id!r}: its tokenizer does not match its weights: the tokenizer "
+            f"gives token ids up to {largest}, but the model's embedding matrix has {rows} "
+            "rows (vocabulary of the tokenizer files, e.g. vocab.txt, larger than the "
+            "config's vocab_size); use the tokenizer files of this checkpoint"
+        )
+
+
 def prepare_model(
     model: torch.nn.Module, tokenizer: object | None = None, model_id: str | None = None
 ) -> LoadedModel:
@@ -133,6 +159,7 @@ def prepare_model(
         raise ModelLoadError(
             f"model {model_id!r}: its tokenizer failed while being checked: {_one_line(error)}"
         ) from error
+    check_vocabulary_fits(model, alphabet, model_id)
     if alphabet.unknown == UNKNOWN_REFUSED:
         log.info(
             "model %s: its tokenizer refuses letters outside the vocabulary (strict, as "

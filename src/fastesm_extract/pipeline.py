@@ -23,8 +23,8 @@ from .embed import DeviceFailedError, DeviceHealth
 from .failures import FailureLog
 from .fasta import FastaContents, FastaError, read_fasta, record_ids
 from .forward import forward_for
-from .jobs import FileJob
-from .locks import OutputLocks
+from .jobs import FileJob, input_vanished, vanished_message
+from .locks import LockError, OutputLocks
 from .manifest import Provenance, sha256_of, utc_now
 from .model import LoadedModel
 from .prefetch import prefetched
@@ -98,9 +98,13 @@ class Extractor:
                 contents.n_read,
                 contents.failures,
             )
-        except FastaError as error:
-            return self._file_failed(job, "unreadable_file", str(error))
-        except OSError as error:
+        except LockError as error:
+            return self._file_failed(job, "lock_error", str(error))
+        except (FastaError, OSError) as error:
+            if input_vanished(job):
+                return self._file_failed(job, "input_vanished", vanished_message(job))
+            if isinstance(error, FastaError):
+                return self._file_failed(job, "unreadable_file", str(error))
             return self._file_failed(job, "unreadable_file", f"cannot read {job.fasta}: {error}")
         except Exception as error:  # noqa: BLE001 - one bad file must not end the run
             return self._file_failed(job, "file_error", f"{type(error).__name__}: {error}")
@@ -131,7 +135,14 @@ class Extractor:
             return dataclasses.replace(result, rebuilt_because=prepared.rebuild_reason)
         except (OutputError, OSError) as error:
             n_read = prepared.contents.n_read
+            if input_vanished(prepared.job):
+                message = vanished_message(prepared.job)
+                return self._file_failed(prepared.job, "input_vanished", message, n_read)
             return self._file_failed(prepared.job, "write_error", str(error), n_read)
+        except Exception as error:  # noqa: BLE001 - one file that cannot be written, not the run
+            n_read = prepared.contents.n_read
+            message = f"cannot write {prepared.job.output}: {type(error).__name__}: {error}"
+            return self._file_failed(prepared.job, "write_error", message, n_read)
 
     def _device_failed(self, prepared: PreparedFile, error: DeviceFailedError) -> FileResult:
         """The file being computed when the device failed: not written, redone by a rerun."""

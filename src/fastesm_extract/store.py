@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import secrets
@@ -152,25 +153,69 @@ def _create_temporary(path: Path) -> BinaryIO:
             continue
 
 
+class DiskFullError(OSError):
+    """A write failed because its file system is full (or the user's quota is used up)."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: disk full ({self.strerror})"
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(error: OSError, path: str | Path) -> DiskFullError:
+    """`error` (ENOSPC or EDQUOT) as a `DiskFullError` naming `path`."""
+    return DiskFullError(error.errno, error.strerror or os.strerror(error.errno), str(path))
+
+
+class _WatchedFile:
+    """A file whose writes keep the first `OSError` they raise: `torch.save` turns it into a
+    `RuntimeError` ("unexpected pos ...") that no longer says the disk is full."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self.handle, name)
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Call `write(handle)` on a temporary file beside `path`, fsync, then rename it to `path`.
 
     `path` is therefore absent, old, or complete, never partial: `os.replace` is atomic within
-    a file system, and the temporary file is removed if anything fails.
+    a file system, and the temporary file is removed if anything fails. A full disk raises
+    `DiskFullError` (an `OSError`), however the writer reported it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = _create_temporary(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = _create_temporary(path)
+    except OSError as error:  # no room for even an empty file (e.g. no inodes left)
+        if is_disk_full(error):
+            raise disk_full(error, path) from error
+        raise
+    watched = _WatchedFile(handle)
     try:
         with handle:
-            write(handle)
+            write(watched)  # type: ignore[arg-type] - a file for every use a writer makes
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
     except BaseException as error:
         Path(handle.name).unlink(missing_ok=True)
+        for cause in (error, error.__context__, watched.error):
+            if is_disk_full(cause):
+                raise disk_full(cause, path) from error
         if isinstance(error, OSError) and error.filename is None:
-            error.filename = str(path)  # "No space left on device" alone names no file
+            error.filename = str(path)
         raise
 
 

@@ -21,7 +21,7 @@ from .failures import FailureLog
 from .jobs import FileJob
 from .model import ModelLoadError
 from .pipeline import Extractor
-from .signals import Terminated
+from .signals import STOP_SIGNALS, ignore_stop_signals, raise_on_stop_signal
 from .summary import FileResult
 
 
@@ -75,33 +75,22 @@ def _jobs_from(tasks: Connection, events: _Events) -> Iterator[FileJob]:
         yield job
 
 
-def _stop_worker(signum: int, frame: object) -> None:
-    # Once: a second signal (the parent passes SIGTERM on after Ctrl-C) must not cut short
-    # the cleanup the first one started. (A no-op handler, not SIG_IGN: a signal already
-    # pending would otherwise raise "ignored due to race condition".)
-    signal.signal(signal.SIGTERM, _ignore)
-    signal.signal(signal.SIGINT, _ignore)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
-def _ignore(signum: int, frame: object) -> None:
-    pass
-
-
 def worker_main(
     device: str, config: RunConfig, cpu_threads: int | None, tasks: Connection, events: Connection
 ) -> None:
     """A worker process: load the model once on `device`, then take files until none are left.
 
-    SIGTERM (from the parent, or from Slurm to every process) and Ctrl-C end it quietly
-    after the writes in progress: the parent prints the one message.
+    SIGTERM (from the parent, or from Slurm to every process), SIGHUP and Ctrl-C end it
+    quietly after the writes in progress: the parent prints the one message. Only the
+    first counts: a second one (the parent passes SIGTERM on after Ctrl-C) must not cut
+    short the cleanup the first one started.
     """
-    signal.signal(signal.SIGTERM, _stop_worker)
-    signal.signal(signal.SIGINT, _stop_worker)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, raise_on_stop_signal)
     try:
         _work(device, config, cpu_threads, tasks, _Events(events))
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Extractor.run has cleaned up
-        pass
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP: Extractor.run has cleaned up
+        ignore_stop_signals()  # nothing is left to do but exit
 
 
 def _work(
