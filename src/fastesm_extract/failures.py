@@ -43,7 +43,7 @@ def is_input_failure(kind: str) -> bool:
 def describe_write_error(error: OSError) -> str:
     """What an `OSError` of a write means, for messages: a full disk says "disk full"."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"disk full ({error.strerror})"
+        return f"{error.strerror} (disk full)"
     return error.strerror or str(error)
 
 

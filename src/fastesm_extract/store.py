@@ -157,7 +157,7 @@ class DiskFullError(OSError):
     """A write failed because its file system is full (or the user's quota is used up)."""
 
     def __str__(self) -> str:
-        return f"cannot write {self.filename}: disk full ({self.strerror})"
+        return f"{self.filename}: {self.strerror} (disk full)"
 
 
 def is_disk_full(error: BaseException) -> bool:
