@@ -72,3 +72,17 @@ def test_files_with_any_name_are_written_logged_and_rerun_consistently(tiny_chec
     assert b"internal error" not in rerun.stderr
     assert finished_outputs(out) == outputs  # nothing recomputed differently
     assert str(log).encode() in rerun.stderr and log.exists()
+
+
+def test_the_summary_names_an_odd_file_on_one_line(tiny_checkpoint, tmp_path, capsys):
+    from fastesm_extract.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "not\nfasta\tat all.fa").write_bytes(b"no header here\n")
+    argv = ["extract", str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_checkpoint)]
+    assert main([*argv, "--device", "cpu", "-q"]) == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if "FAILED" in line]
+    assert (
+        len(failed) == 1 and "not\\nfasta\\tat all.fa" in failed[0] and "is not FASTA" in failed[0]
+    )

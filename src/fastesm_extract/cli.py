@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from .arguments import build_parser
 from .cli_merge import run_merge
 from .config import resolve_config
+from .escaping import escape
 from .exit_codes import EXIT_FAILURES, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, usage_error  # noqa: F401
 from .fasta import FastaError
 from .jobs import InputError
@@ -47,7 +48,7 @@ def print_summary(summary: RunSummary) -> None:
             file=sys.stderr,
         )
     for result in failed_files[:20]:
-        print(f"  FAILED {result.job.fasta}: {result.message}", file=sys.stderr)
+        print(f"  FAILED {escape(f'{result.job.fasta}: {result.message}')}", file=sys.stderr)
     if len(failed_files) > 20:
         print(f"  ... and {len(failed_files) - 20} more", file=sys.stderr)
     if stale := summary.count(STALE):
@@ -58,7 +59,7 @@ def print_summary(summary: RunSummary) -> None:
             file=sys.stderr,
         )
         for result in [r for r in summary.results if r.status == STALE][:10]:
-            print(f"    stale {result.job.output}: {result.message}", file=sys.stderr)
+            print(f"    stale {escape(f'{result.job.output}: {result.message}')}", file=sys.stderr)
         if stale > 10:
             print(f"    ... and {stale - 10} more", file=sys.stderr)
     if locked := summary.count(LOCKED):

@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from .escaping import escape
 from .exit_codes import EXIT_FAILURES, EXIT_OK, usage_error
 from .jobs import InputError
 from .layout import merged_name
@@ -26,7 +27,7 @@ def print_merge_summary(outcomes: list[MergeOutcome], accept_stale: bool) -> Non
     )
     failed = [outcome for outcome in outcomes if outcome.status == FAILED]
     for outcome in failed[:20]:
-        print(f"  FAILED {outcome.message}", file=sys.stderr)
+        print(f"  FAILED {escape(outcome.message)}", file=sys.stderr)
     if len(failed) > 20:
         print(f"  ... and {len(failed) - 20} more", file=sys.stderr)
     if count[STALE]:
