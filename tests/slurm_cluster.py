@@ -1,24 +1,31 @@
 """A real one-node Slurm cluster for tests: munged, slurmctld and slurmd in a temporary folder.
 
-Debian's `slurm-wlm` and `munge` are installed when missing (as root, with apt-get); the
-daemons run in the foreground as children of the test process, on free ports, with their
-key, state, spool and logs under one folder, and are stopped by PID. Nothing in /etc is used,
-so a system Slurm on the same machine is left alone.
+Debian's `slurm-wlm` and `munge` must be installed (`.ci/run` installs them; pytest never
+does): without them `start_cluster` raises SlurmUnavailable and the tests that need a cluster
+skip, saying which command is missing. The daemons run in the foreground as children of the
+test process, on free ports, with their key, state, spool and logs under one folder, and are
+stopped by PID; the kernel kills them if the test process dies first (SIGKILL, a crash), so
+a killed `make test` leaves no daemon behind. Nothing in /etc is used, so a system Slurm on
+the same machine is left alone.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGES = ("slurm-wlm", "munge")
+REAPER = Path(__file__).with_name("slurm_reaper.py")
 # Daemons live in /usr/sbin, which is not on every user's PATH.
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "sinfo", "squeue", "scontrol", "scancel")
@@ -29,34 +36,43 @@ FAKE_GPU_FILES = ("/dev/null", "/dev/zero")
 
 
 class SlurmUnavailable(Exception):
-    """Slurm is not installed here and could not be installed: the tests that need it skip."""
+    """Slurm is not installed here: the tests that need it skip, with this as the reason."""
 
 
-def _missing_commands() -> list[str]:
+def missing_commands() -> list[str]:
     return [name for name in COMMANDS if shutil.which(name, path=SEARCH_PATH) is None]
 
 
-def ensure_slurm_installed() -> None:
-    """Install slurm-wlm and munge with apt-get when a command is missing (root only)."""
-    if not _missing_commands():
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+def check_slurm_installed() -> None:
+    """Raise SlurmUnavailable naming the missing commands; installing is `.ci/run`'s job."""
+    missing = missing_commands()
+    if missing:
         raise SlurmUnavailable(
-            f"Slurm commands {', '.join(_missing_commands())} not found and cannot be installed "
-            f"here (needs root and apt-get): apt-get install {' '.join(PACKAGES)}"
+            f"{', '.join(missing)} not found on PATH or in /usr/sbin; install "
+            f"{' and '.join(PACKAGES)} (as root: apt-get install {' '.join(PACKAGES)}; "
+            ".ci/run does this)"
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]
-    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:  # a fresh container has no package lists yet
-        update = ["apt-get", "update", "-qq"]
-        subprocess.run(update, env=env, capture_output=True, text=True, timeout=600)
-        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
-    if _missing_commands():
-        reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise SlurmUnavailable(
-            f"apt-get install {' '.join(PACKAGES)} failed ({reason[0]}); Slurm tests need them"
-        )
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_this_process() -> Callable[[], None]:
+    """A `preexec_fn` that makes the child get SIGKILL when the thread that starts it ends
+    (pytest's main thread: the test process), however it ends, even by SIGKILL.
+
+    Prepared here, before the fork, so the child only calls prctl and getppid.
+    """
+    parent = os.getpid()
+
+    def in_child() -> None:
+        if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            os._exit(127)
+        if os.getppid() != parent:  # the parent died before prctl: nobody would signal us
+            os._exit(127)
+
+    return in_child
 
 
 @dataclass(frozen=True)
@@ -136,6 +152,7 @@ class SlurmCluster:
     node: NodeHardware
     env: dict[str, str]
     daemons: list[subprocess.Popen] = field(default_factory=list)
+    reaper: subprocess.Popen | None = None  # see slurm_reaper.py
 
     def command(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
         kwargs.setdefault("env", self.env)
@@ -186,7 +203,8 @@ class SlurmCluster:
         raise TimeoutError(f"job {job_id} still running after {timeout} s: {self.tasks(job_id)}")
 
     def stop(self) -> None:
-        """Cancel what is left, then end exactly the daemons started here, by PID."""
+        """Cancel what is left, end exactly the daemons started here, by PID, then let the
+        reaper end any process still running with this cluster's SLURM_CONF."""
         if self.daemons and self.daemons[1].poll() is None:  # slurmctld still answers
             self.command("scancel", f"--user={os.getuid()}", check=False)
             deadline = time.monotonic() + 10
@@ -204,11 +222,15 @@ class SlurmCluster:
                     daemon.kill()
                     daemon.wait()
         self.daemons.clear()
+        if self.reaper is not None:  # end of its input: it ends whatever is left, then exits
+            self.reaper.stdin.close()
+            self.reaper.wait(timeout=30)
+            self.reaper = None
 
 
 def start_cluster(root: Path, timeout: float = 60) -> SlurmCluster:
     """Write keys and configuration under `root`, start the three daemons, wait for `idle`."""
-    ensure_slurm_installed()
+    check_slurm_installed()
     node = node_hardware()
     for folder in ("key", "state", "spool"):
         (root / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -224,6 +246,11 @@ def start_cluster(root: Path, timeout: float = 60) -> SlurmCluster:
     )
     env = {**os.environ, "SLURM_CONF": str(conf), "PATH": SEARCH_PATH}
     cluster = SlurmCluster(root, node, env)
+    # Started first, so nothing of the cluster outlives the test process without it; in its
+    # own session, so a Ctrl-C or kill of pytest's process group leaves it to clean up.
+    cluster.reaper = subprocess.Popen(
+        [sys.executable, str(REAPER), str(conf)], stdin=subprocess.PIPE, start_new_session=True
+    )
 
     def start(*command: str, log: str) -> subprocess.Popen:
         with open(root / log, "ab") as output:
@@ -234,6 +261,7 @@ def start_cluster(root: Path, timeout: float = 60) -> SlurmCluster:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C of pytest reaches the teardown, not them
+                preexec_fn=die_with_this_process(),  # a killed pytest takes them along
             )
         cluster.daemons.append(daemon)
         return daemon
