@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # while an unpinned `torch` would pull a multi-GB CUDA build. The package itself takes a range.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint benchmark gpu-check clean
+.PHONY: setup demo test test-fast test-e2e test-slurm lint benchmark gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -28,8 +28,20 @@ lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
 
+# Lanes are pytest markers (pyproject.toml): unit (in one process), e2e (starts processes),
+# slurm (a one-node cluster). `make test` runs every lane and is the CI entry (.ci/run);
+# -rs lists each skipped test with its reason.
 test: setup lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
+
+test-fast: setup
+	$(PY) -m pytest -q -rs -m unit
+
+test-e2e: setup
+	$(PY) -m pytest -q -rs -m e2e
+
+test-slurm: setup
+	$(PY) -m pytest -q -rs -m slurm
 
 benchmark: setup
 	$(PY) benchmarks/bench_extract.py

@@ -22,6 +22,11 @@ from slurm_cluster import SlurmUnavailable, start_cluster  # noqa: E402
 from fastesm_extract import load_model  # noqa: E402
 from fastesm_extract.demo import build_demo_checkpoint  # noqa: E402
 
+# One thread, like the processes the tests start (helpers.subprocess_environment): the tiny
+# models gain nothing from more, and on a busy machine threads spinning against each other
+# made a tiny-model test file take several times longer.
+torch.set_num_threads(1)
+
 
 def _find_shared_fixtures() -> Path:
     """`../shared/fixtures/virnucpro` beside the checkout (or FASTESM_SHARED_FIXTURES)."""
@@ -34,12 +39,14 @@ def _find_shared_fixtures() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "virnucpro"
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "slurm: runs jobs on a real one-node Slurm cluster (skipped only where slurm-wlm and "
-        "munge are missing and cannot be installed)",
-    )
+LANES = ("e2e", "slurm")  # the others; markers described in pyproject.toml
+
+
+def pytest_collection_modifyitems(items):
+    """Every test in no other lane is `unit`, so `-m unit` selects the fast lane."""
+    for item in items:
+        if not any(item.get_closest_marker(lane) for lane in LANES):
+            item.add_marker(pytest.mark.unit)
 
 
 SHARED_FIXTURES = _find_shared_fixtures()

@@ -135,6 +135,7 @@ def test_symlinked_sub_folders_are_followed_once_and_loops_reported(
     assert verify_output(tmp_path / "view" / "linked_out" / "b_ESM.pt").ok
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="/dev/full is not available")
 def test_worker_processes_keep_failures_the_log_cannot_hold(tiny_checkpoint, two_files):
     command = cli_command(two_files, two_files.parent / "OUT", tiny_checkpoint)

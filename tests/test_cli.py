@@ -111,6 +111,7 @@ def test_cli_usage_errors_exit_2_with_a_message(tiny_checkpoint, tmp_path, capsy
     assert main(["extract", str(tmp_path / "a.fa"), "--toks-per-batch", "0"]) == EXIT_USAGE
 
 
+@pytest.mark.e2e
 def test_installed_command_shows_no_traceback_without_cuda(tmp_path):
     (tmp_path / "a.fa").write_text(">a\nMK\n")
     script = Path(sys.executable).parent / "fastesm-extract"

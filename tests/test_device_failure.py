@@ -159,6 +159,7 @@ class DeviceFailsOnce(EsmModel):
 '''
 
 
+@pytest.mark.e2e
 def test_with_devices_a_failed_device_stops_its_worker_and_the_others_go_on(
     tiny_checkpoint, tmp_path
 ):

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 from helpers import (
     cli_command,
     finished_outputs,
@@ -12,6 +13,8 @@ from helpers import (
     subprocess_environment,
     write_fasta,
 )
+
+pytestmark = pytest.mark.e2e
 
 N_FILES = 12
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from helpers import (
     cli_command,
     finished_outputs,
@@ -91,6 +92,7 @@ def test_an_output_locked_by_another_run_is_skipped_and_its_files_left_alone(tin
     assert extract_files([fasta], out, model=tiny_model, show_progress=False).ok
 
 
+@pytest.mark.e2e
 def test_two_concurrent_cli_runs_compute_each_output_once(tiny_checkpoint, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -206,6 +206,7 @@ def test_the_union_of_all_shards_equals_the_unsharded_run(tiny_model, tmp_path):
     assert len(outputs(tmp_path / "whole")) == 7
 
 
+@pytest.mark.e2e
 def test_shard_from_slurm_environment_through_the_cli(tiny_checkpoint, tmp_path):
     folder = make_inputs(tmp_path / "in", 4, records=5)
     env = {
@@ -223,6 +224,7 @@ def test_shard_from_slurm_environment_through_the_cli(tiny_checkpoint, tmp_path)
     assert sorted(outputs(tmp_path / "out")) == ["output_1_ESM.pt", "output_3_ESM.pt"]
 
 
+@pytest.mark.e2e
 def test_two_cpu_workers_write_outputs_bitwise_identical_to_one_process(tiny_checkpoint, tmp_path):
     folder = make_inputs(tmp_path / "in", 6)
     subprocess.run(
@@ -253,6 +255,7 @@ def worker_pids(parent: int) -> list[int]:
     return pids
 
 
+@pytest.mark.e2e
 def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(tiny_checkpoint, tmp_path):
     folder = make_inputs(tmp_path / "in", 10, records=150)
     out = tmp_path / "out"
@@ -367,6 +370,7 @@ def rerun_completes(
     assert leftovers == []
 
 
+@pytest.mark.e2e
 def test_a_worker_killed_while_waiting_for_a_task_never_hangs_the_others(tiny_checkpoint, tmp_path):
     """Killed inside its read of the task channel (the OOM killer picks any instant), a
     worker must not take with it a lock the others need: the run ends, the survivor does
@@ -386,6 +390,7 @@ def test_a_worker_killed_while_waiting_for_a_task_never_hangs_the_others(tiny_ch
     rerun_completes(folder, out, tiny_checkpoint, written=1, files=6)
 
 
+@pytest.mark.e2e
 def test_a_worker_killed_while_telling_it_took_a_file_never_hangs_the_others(
     tiny_checkpoint, tmp_path
 ):

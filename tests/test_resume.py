@@ -113,6 +113,7 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_a_kill_at_any_step_of_writing_never_leaves_an_output_taken_as_finished(
     tiny_checkpoint, tiny_model, tmp_path, overwrite

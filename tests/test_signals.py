@@ -20,6 +20,8 @@ from helpers import (
 
 from fastesm_extract.verify import verify_output
 
+pytestmark = pytest.mark.e2e
+
 N_FILES = 6
 DEVICES = ["--devices", "cpu,cpu"]
 

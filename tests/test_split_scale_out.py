@@ -51,6 +51,7 @@ def test_split_shards_share_the_parts_and_together_equal_one_run(
     ]
 
 
+@pytest.mark.e2e
 def test_split_with_two_cpu_workers_equals_one_process(tiny_checkpoint, big_fasta, tmp_path):
     script = Path(__import__("sys").executable).parent / "fastesm-extract"
     runs = {"one": ("--device", "cpu"), "two": ("--devices", "cpu,cpu")}

@@ -11,8 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cluster_helpers import esm_outputs, leftovers, write_readme_script
 from helpers import subprocess_environment
+
+pytestmark = pytest.mark.e2e
 
 TORCHRUN_SCRIPT = "exec torchrun"  # marks README's torchrun script
 PYTHON_SCRIPT = "embed_shard.py PROTEINS ESM_OUT"  # marks README's Python script
