@@ -4,9 +4,10 @@ Debian's `slurm-wlm` and `munge` must be installed (`.ci/run` installs them; pyt
 does): without them `start_cluster` raises SlurmUnavailable and the tests that need a cluster
 skip, saying which command is missing. The daemons run in the foreground as children of the
 test process, on free ports, with their key, state, spool and logs under one folder, and are
-stopped by PID; the kernel kills them if the test process dies first (SIGKILL, a crash), so
-a killed `make test` leaves no daemon behind. Nothing in /etc is used, so a system Slurm on
-the same machine is left alone.
+stopped by PID. If the test process dies first (SIGKILL, a crash), the kernel kills the
+daemons and a reaper (slurm_reaper.py) the job steps they detached: a killed `make test`
+leaves nothing running. Nothing in /etc is used, so a system Slurm on the same machine is
+left alone.
 """
 
 from __future__ import annotations
