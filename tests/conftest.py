@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Rates of earlier runs (for `plan`'s time estimates) stay out of ~/.cache.
 os.environ.setdefault("FASTESM_EXTRACT_CACHE", tempfile.mkdtemp(prefix="fastesm-test-cache-"))
 
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -26,6 +27,11 @@ from fastesm_extract.demo import build_demo_checkpoint  # noqa: E402
 # models gain nothing from more, and on a busy machine threads spinning against each other
 # made a tiny-model test file take several times longer.
 torch.set_num_threads(1)
+# A shell starts a background job (`make test &`) with SIGINT ignored, and every process the
+# tests start would inherit that: the CLI would ignore the Ctrl-C of tests/test_signals.py.
+# A handler instead of SIG_IGN here is reset to the default in each process started.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _find_shared_fixtures() -> Path:
