@@ -80,6 +80,7 @@ def mixed_inputs(tmp_path_factory):
     return folder
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("extra", [[], ["--devices", "cpu,cpu"]], ids=["one process", "devices"])
 def test_a_full_disk_fails_the_file_that_does_not_fit_and_the_run_goes_on(
     mixed_inputs, tiny_checkpoint, tmp_path, extra
@@ -102,6 +103,7 @@ def test_a_full_disk_fails_the_file_that_does_not_fit_and_the_run_goes_on(
         assert not (out / "b_big_ESM.pt.json").exists()  # nothing half-done is described
 
 
+@pytest.mark.e2e
 def test_a_full_disk_while_taking_a_lock_leaves_no_lock_that_blocks_the_rerun(
     tiny_checkpoint, tmp_path
 ):
@@ -148,6 +150,7 @@ def test_merge_on_a_full_disk_fails_the_pair_not_the_command(tmp_path):
         assert leftovers(out) == []
 
 
+@pytest.mark.e2e
 def test_splitting_onto_a_full_disk_stops_with_disk_full_and_no_temporary(
     tiny_checkpoint, tmp_path
 ):

@@ -30,6 +30,7 @@ def test_a_tokenizer_larger_than_the_embedding_matrix_is_refused_at_load(longer_
     assert "embedding matrix has 33 rows" in str(raised.value)
 
 
+@pytest.mark.e2e
 def test_the_cli_names_the_mismatch_with_exit_status_2(longer_vocabulary, tmp_path):
     fasta = write_fasta(tmp_path / "p.fa", random_proteins(4, 10, 20))
     result = subprocess.run(

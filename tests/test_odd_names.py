@@ -42,6 +42,7 @@ def test_escape_gives_one_tab_free_utf8_line_that_unescapes_exactly(text):
     assert unescape(escaped) == text
 
 
+@pytest.mark.e2e
 def test_files_with_any_name_are_written_logged_and_rerun_consistently(tiny_checkpoint, tmp_path):
     inputs = make_inputs(tmp_path / "in")
     out, log = tmp_path / "out", tmp_path / "failures.log"
