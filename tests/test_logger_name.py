@@ -4,8 +4,6 @@ one `logging.getLogger("fastesm_extract")` line sets its level or handler for al
 import re
 from pathlib import Path
 
-import pytest
-
 import fastesm_extract
 
 PACKAGE = Path(fastesm_extract.__file__).parent
@@ -23,10 +21,6 @@ def logger_names() -> dict[str, list[str]]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,  # passes once they do: then this mark must go
-    reason="model.py and embed.py still log as fastesm_extract.<module> (getLogger(__name__))",
-)
 def test_every_module_logs_as_fastesm_extract():
     names = logger_names()
     assert len(names) >= 10  # the scan sees the package's modules

@@ -12,7 +12,7 @@ import torch
 
 from .batching import BatchInputs
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fastesm_extract")
 
 # Allocation failures that cuBLAS, cuDNN or SDPA raise as a plain RuntimeError instead of
 # torch.cuda.OutOfMemoryError: splitting the batch helps them just as much.

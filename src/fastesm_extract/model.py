@@ -14,7 +14,7 @@ from .tokens import UNKNOWN_REFUSED, EsmAlphabet, TokenizerMismatchError
 
 DEFAULT_MODEL = "Synthyra/FastESM2_650"
 DEFAULT_HIDDEN_SIZE = 1280  # FastESM2_650's; lets finished outputs be checked without loading it
-log = logging.getLogger(__name__)
+log = logging.getLogger("fastesm_extract")
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
