@@ -74,7 +74,7 @@ def test_the_default_model_is_not_loaded_for_a_finished_output(
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    api._default_model.cache_clear()
+    api.models_by_name.cache_clear()
     monkeypatch.setattr(config, "load_model", no_loading)
     records = [line[1:] for line in fasta.read_text().splitlines() if line.startswith(">")]
     data = [torch.randn(1280) for _ in records]

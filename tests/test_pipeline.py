@@ -332,7 +332,7 @@ def test_the_drop_in_without_a_model_never_falls_back_to_the_cpu(tmp_path, monke
     from fastesm_extract import ModelLoadError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    api._default_model.cache_clear()
+    api.models_by_name.cache_clear()
     fasta = write_fasta(tmp_path / "p.fa", [("a", "MKT")])
     with pytest.raises(ModelLoadError, match="CUDA is not available"):
         extract_fast_esm(fasta)

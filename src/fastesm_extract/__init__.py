@@ -18,6 +18,7 @@ from .merge_folder import merge_folder
 from .model import DEFAULT_MODEL, LoadedModel, ModelLoadError, load_model, prepare_model
 from .pipeline import Extractor
 from .runner import run
+from .sequences import SequenceEmbeddings, embed_sequences
 from .shards import Shard, shard_from_environment
 from .sources import SplitSource, file_jobs
 from .split import SplitPart, split_fasta
@@ -48,11 +49,13 @@ __all__ = [
     "RecordFailure",
     "RunConfig",
     "RunSummary",
+    "SequenceEmbeddings",
     "Shard",
     "Status",
     "SplitPart",
     "SplitSource",
     "VerifyReport",
+    "embed_sequences",
     "extract_fast_esm",
     "extract_files",
     "extract_split",

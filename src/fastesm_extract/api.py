@@ -4,19 +4,18 @@ and one large FASTA `extract_split`. Each builds a `RunConfig`, picks a job sour
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from .call_model import model_for_call, models_by_name
 from .config import (
     DEFAULT_DEVICE,
     DEFAULT_TOKS_PER_BATCH,
     DEFAULT_TRUNCATION_SEQ_LENGTH,
     ExtractionSettings,
-    ModelSpec,
     resolve_config,
 )
 from .currency import ModelIdentity
@@ -41,19 +40,13 @@ from .summary import RunSummary
 log = logging.getLogger("fastesm_extract")
 
 
-@functools.lru_cache(maxsize=1)
-def _default_model() -> LoadedModel:
-    # Loaded once per process for callers that pass no model (SPEC 6). On CUDA only: without
-    # a GPU this is a clear ModelLoadError, never a silent (and very slow) CPU run.
-    return ModelSpec(DEFAULT_MODEL).load(DEFAULT_DEVICE)
-
-
-def _identity(loaded: LoadedModel | None, settings: ExtractionSettings) -> ModelIdentity:
+def _identity(
+    loaded: LoadedModel | None, settings: ExtractionSettings, device: str
+) -> ModelIdentity:
     """What makes this call's output current; for the default model, known without loading
-    it unless it is loaded already."""
+    it unless it is loaded already (on this call's device)."""
     trunc, toks = settings.truncation_seq_length, settings.toks_per_batch
-    if loaded is None and _default_model.cache_info().currsize:
-        loaded = _default_model()
+    loaded = loaded or models_by_name.loaded(DEFAULT_MODEL, device)
     if loaded is not None:
         return Provenance.of(loaded, trunc, toks).identity
     return ModelIdentity(
@@ -62,7 +55,7 @@ def _identity(loaded: LoadedModel | None, settings: ExtractionSettings) -> Model
 
 
 def _finished_output(
-    job: FileJob, loaded: LoadedModel | None, settings: ExtractionSettings
+    job: FileJob, loaded: LoadedModel | None, settings: ExtractionSettings, device: str
 ) -> tuple[list[str], list[torch.Tensor]] | None:
     """The contents of `job.output` when the CLI would keep it (valid and current, or stale
     without `redo_stale`); None when it must be computed."""
@@ -70,7 +63,7 @@ def _finished_output(
         return None
     existing = examine_output(
         job,
-        _identity(loaded, settings),
+        _identity(loaded, settings, device),
         sha256_of(job.fasta),
         input_ids=lambda: record_ids(read_fasta(job.fasta)),
         redo_stale=settings.redo_stale,
@@ -89,11 +82,12 @@ def _finished_output(
 def extract_fast_esm(
     fasta_file: str | Path,
     out_file: str | Path | None = None,
-    model: torch.nn.Module | LoadedModel | None = None,
+    model: str | torch.nn.Module | LoadedModel | None = None,
     tokenizer: object | None = None,
     truncation_seq_length: int = DEFAULT_TRUNCATION_SEQ_LENGTH,
     toks_per_batch: int = DEFAULT_TOKS_PER_BATCH,
     *,
+    device: str | None = None,
     failure_log: str | Path | None = None,
     overwrite: bool = False,
     redo_stale: bool = False,
@@ -109,17 +103,21 @@ def extract_fast_esm(
     loading) the model, as the CLI skips it; a stale one (another input, model, hidden size
     or setting) is reported and returned too unless `redo_stale`; an invalid or unfinished
     one is rebuilt; `overwrite` recomputes.
-    `model`/`tokenizer` are a preloaded Hugging Face model (SDPA) and its tokenizer, or a
-    `LoadedModel`; without them FastESM2_650 is loaded once per process. Bad records are
+    `model`/`tokenizer` are a preloaded Hugging Face model (SDPA) and its tokenizer (without
+    one: the model's `tokenizer` attribute, else its checkpoint's), or a `LoadedModel`; or
+    `model` is a hub ID or folder. A model given by name, or FastESM2_650 without `model`, is
+    loaded once per process on `device` (default "cuda"; "cpu" on purpose). Bad records are
     skipped and appended to `failure_log` (default `./extraction_failures.log`); a file that
     cannot be read raises `FastaError`, and so does a file whose every record is invalid
     (`NoUsableRecordsError`), after its records are appended to the log as the CLI does.
     `compile` runs the forward through torch.compile (see `extract_files`); called once per
     file, later calls reuse the compiled graphs.
     """
+    device = str(device) if device is not None else None
     config = resolve_config(
         model=DEFAULT_MODEL if model is None else model,
         tokenizer=tokenizer,
+        device=device or DEFAULT_DEVICE,
         toks_per_batch=toks_per_batch,
         truncation_seq_length=truncation_seq_length,
         overwrite=overwrite,
@@ -133,13 +131,15 @@ def extract_fast_esm(
     refuse_writing_over_inputs(
         [fasta_file], [config.failure_log, *outputs], "give another out_file"
     )
-    loaded = None if model is None else config.model.load(config.devices[0])
+    loaded = None if model is None else model_for_call(model, tokenizer, device)
     started = utc_now()
     settings = config.settings
     job = FileJob(Path(fasta_file), Path(out_file) if out_file is not None else Path(""))
-    if out_file is not None and (finished := _finished_output(job, loaded, settings)) is not None:
-        return finished
-    loaded = loaded or _default_model()
+    if out_file is not None:
+        finished = _finished_output(job, loaded, settings, config.devices[0])
+        if finished is not None:
+            return finished
+    loaded = loaded or model_for_call(None, device=device)
     failures = FailureLog(config.failure_log)
     try:
         prepared = prepare_file(job, loaded, settings)

@@ -246,3 +246,13 @@ def read_fasta(path: str | Path) -> FastaContents:
     Raises `FastaError` when the file is unusable.
     """
     return _read(FastaReader(path))
+
+
+def record_from_pair(record_id: str, sequence: str | bytes) -> ProteinRecord | RecordFailure:
+    """An `(id, sequence)` given in memory, cleaned and checked as a FASTA record would be."""
+    if not isinstance(record_id, str) or not record_id or "\x00" in record_id:
+        shown = record_id if isinstance(record_id, str) and record_id else "-"
+        return RecordFailure(shown, "invalid_header", "no record ID")
+    raw = sequence.encode("utf-8") if isinstance(sequence, str) else bytes(sequence)
+    cleaned = clean_sequence(raw)
+    return _check_record(record_id, cleaned) or ProteinRecord(record_id, cleaned)

@@ -136,16 +136,43 @@ def check_vocabulary_fits(model: torch.nn.Module, alphabet: EsmAlphabet, model_i
         )
 
 
+def checkpoint_tokenizer(model: torch.nn.Module) -> object:
+    """The tokenizer of the checkpoint `model` was loaded from (its config's `name_or_path`,
+    at the commit it was loaded from when the hub told it), as `AutoTokenizer` loads it."""
+    from transformers import AutoTokenizer
+
+    config = model.config
+    source = getattr(config, "name_or_path", "") or ""
+    commit = getattr(config, "_commit_hash", None)
+    revision = commit if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}", commit) else None
+    if not source:
+        raise ModelLoadError(
+            "no tokenizer given, the model has no `tokenizer` attribute and its config does "
+            "not say which checkpoint it came from: pass tokenizer="
+        )
+    try:
+        return AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=True)
+    except Exception as error:  # noqa: BLE001 - missing files, offline hub, its own code
+        raise ModelLoadError(
+            f"no tokenizer given and the model has no `tokenizer` attribute; the tokenizer of "
+            f"its checkpoint {source!r} cannot be loaded ({_one_line(error)}): pass tokenizer="
+        ) from error
+
+
 def prepare_model(
     model: torch.nn.Module, tokenizer: object | None = None, model_id: str | None = None
 ) -> LoadedModel:
-    """Wrap an already loaded model (and tokenizer) after checking it is usable."""
+    """Wrap an already loaded model (and tokenizer) after checking it is usable.
+
+    Without `tokenizer`: the model's own `tokenizer` attribute (FastESM), else its
+    checkpoint's tokenizer (SPEC 6: the checkpoint's tokenizer is the authority).
+    """
     config = model.config
     model_id = model_id or getattr(config, "name_or_path", "") or type(model).__name__
     if tokenizer is None:
         tokenizer = model_tokenizer(model, model_id)
     if tokenizer is None:
-        raise ModelLoadError("no tokenizer given and the model has no `tokenizer` attribute")
+        tokenizer = checkpoint_tokenizer(model)
     if not uses_sdpa(model):
         raise ModelLoadError(
             "the model does not use SDPA attention: load it with attn_implementation='sdpa' "
