@@ -100,7 +100,7 @@ def test_remote_code_and_native_models_give_the_same_embeddings(
 
 
 def test_revision_is_kept_and_a_commit_hash_is_recognised(tiny_checkpoint):
-    from fastesm_extract.model import resolve_commit
+    from fastesm_extract.hub import resolve_commit
 
     loaded = load_model(str(tiny_checkpoint), revision="v1.0", device="cpu")
     assert (loaded.revision, loaded.commit_hash) == ("v1.0", None)  # a local folder

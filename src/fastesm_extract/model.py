@@ -6,10 +6,10 @@ import dataclasses
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from .hub import ModelSourceError, locate_model, resolve_commit
 from .tokens import UNKNOWN_REFUSED, EsmAlphabet, TokenizerMismatchError
 
 DEFAULT_MODEL = "Synthyra/FastESM2_650"
@@ -206,50 +206,9 @@ def prepare_model(
     )
 
 
-def resolve_commit(model_id: str, revision: str | None) -> str | None:
-    """The immutable commit `revision` of a hub model points to; None for local folders or
-    when it cannot be known (offline without a cached mapping)."""
-    if Path(model_id).exists():
-        return None
-    try:
-        from transformers.utils.hub import resolve_revision
-
-        resolved = resolve_revision(model_id, revision)
-    except Exception:  # noqa: BLE001 - best effort: provenance only, loading reports errors
-        resolved = revision
-    commit = getattr(resolved, "resolved", None) or resolved
-    return commit if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}", commit) else None
-
-
-def check_model_source(model_id: str) -> None:
-    """A clear `ModelLoadError` when `model_id` can be neither a local folder nor a hub ID
-    (otherwise the hub's "Repo id must be in the form ..." is all the user would see)."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    path = Path(model_id).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ModelLoadError(
-                f"cannot load model {model_id!r}: it is a file; give the local checkpoint folder"
-            )
-        return
-    try:
-        validate_repo_id(model_id)
-    except HFValidationError:
-        raise ModelLoadError(
-            f"cannot load model {model_id!r}: no such folder ({path.absolute()} does not "
-            f"exist), and it is not a Hugging Face model ID like {DEFAULT_MODEL}; give an "
-            "existing local checkpoint folder or a hub ID"
-        ) from None
-
-
-def _no_local_folder_hint(model_id: str) -> str:
-    """For `data/ckpt` where `data/` exists: the user probably meant a local folder."""
-    path = Path(model_id).expanduser()
-    if not path.exists() and path.parent != Path(".") and path.parent.is_dir():
-        return f" (There is no local folder {path.absolute()} either.)"
-    return ""
+def _flat(error: BaseException) -> str:
+    """An error's whole message on one line, without a final period (ours follows)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()).rstrip(".")
 
 
 def load_model(
@@ -262,20 +221,27 @@ def load_model(
     """Load `model_id` (hub ID or local folder) with SDPA attention on `device`."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    check_model_source(model_id)
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
-    commit_hash = resolve_commit(model_id, revision)
+    try:
+        source = locate_model(model_id, revision)  # fails at once when nothing can load it
+    except ModelSourceError as error:
+        raise ModelLoadError(str(error)) from None
+    commit_hash = source.cached_commit or (
+        None if source.local_files_only else resolve_commit(model_id, revision)
+    )
     # Load every file (config, code, weights) from that one commit when it is known.
     revision_to_load = commit_hash or revision
+    local = {"local_files_only": True} if source.local_files_only else {}
     try:
         config = AutoConfig.from_pretrained(
-            model_id, revision=revision_to_load, trust_remote_code=True
+            model_id, revision=revision_to_load, trust_remote_code=True, **local
         )
         options: dict = {
             "revision": revision_to_load,
             "trust_remote_code": True,
             "dtype": resolved_dtype,
+            **local,
         }
         if hasattr(config, "attn_backend"):  # FastESM remote code chooses attention this way
             config.attn_backend = "sdpa"
@@ -287,7 +253,7 @@ def load_model(
         tokenizer = model_tokenizer(model, model_id)
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(
-                model_id, revision=revision_to_load, trust_remote_code=True
+                model_id, revision=revision_to_load, trust_remote_code=True, **local
             )
     except ModelLoadError:
         raise
@@ -295,8 +261,13 @@ def load_model(
         raise ModelLoadError(
             f"cannot load model {model_id!r}"
             + (f" at revision {revision!r}" if revision else "")
-            + f": {error}. Offline? Use a local checkpoint folder or a model already in the "
-            "Hugging Face cache (HF_HUB_OFFLINE=1)." + _no_local_folder_hint(model_id)
+            + f": {_flat(error)}. "
+            + (
+                "Check the checkpoint folder is complete."
+                if source.local_files_only and source.cached_commit is None
+                else "Offline? Use a local checkpoint folder, or download the model where there "
+                "is internet (hf download) and run with HF_HUB_OFFLINE=1."
+            )
         ) from error
     except Exception as error:  # noqa: BLE001 - the checkpoint's own code raised it
         raise ModelLoadError(
