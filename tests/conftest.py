@@ -106,10 +106,13 @@ def cluster_proteins(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def cluster_reference(cluster_proteins, cluster_checkpoint, tmp_path_factory) -> dict[str, bytes]:
-    """`*_ESM.pt` bytes of one process's run over `cluster_proteins` (the CLI, on the CPU)."""
+    """`*_ESM.pt` bytes of one process's run over `cluster_proteins` (the CLI, on the CPU),
+    with the batch budget of README's cluster scripts."""
     out = tmp_path_factory.mktemp("cluster-reference")
     subprocess.run(
-        cli_command(cluster_proteins, out, cluster_checkpoint, "--device", "cpu"),
+        cli_command(
+            cluster_proteins, out, cluster_checkpoint, "--device", "cpu", "--toks-per-batch", "8192"
+        ),
         env=subprocess_environment(),
         check=True,
         timeout=300,

@@ -8,6 +8,7 @@ compared byte for byte with one process's run over the same folder.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.slurm
 
 ARRAY_SCRIPT = "#SBATCH --array"  # marks README's job-array script
 SECONDS_PER_BATCH = "FASTESM_TEST_SECONDS_PER_BATCH"  # see fast_esm_remote/modeling_slow_...
+INFO_LINE = re.compile(r"\d\d:\d\d:\d\d INFO ")  # the run's log (the script has no --quiet)
 
 
 def test_a_second_cluster_starts_beside_the_session_one_and_stops_exactly_its_daemons(
@@ -176,7 +178,7 @@ def test_scancel_and_time_limit_mid_run_then_resubmitting_completes_every_output
         cluster_checkpoint,
         "1-2",
         "--time=1",
-        extra_env={SECONDS_PER_BATCH: "12"},
+        extra_env={SECONDS_PER_BATCH: "12", "FASTESM_EXTRACT_LOG_INTERVAL_S": "5"},
     )
     task_1_outputs = share_outputs(cluster_proteins, out, 0, 2)
     wait_until(
@@ -216,7 +218,13 @@ def test_scancel_and_time_limit_mid_run_then_resubmitting_completes_every_output
     # SPEC 8: SIGTERM (time limit, scancel) ends a run like Ctrl-C: temporaries and locks
     # removed, one line, exit status 143, which Slurm records as ExitCode 143:0.
     for task, (exit_code, log) in first_run.items():
-        lines = [line for line in log.splitlines() if not line.startswith("slurmstepd")]
+        # A batch job's log is not empty until it ends: progress lines while it ran.
+        assert re.search(r"^\d\d:\d\d:\d\d INFO progress: \d+/\d+ files", log, re.M), log
+        lines = [
+            line
+            for line in log.splitlines()
+            if not line.startswith("slurmstepd") and not INFO_LINE.match(line)
+        ]
         assert exit_code == "143:0", f"task {task}: {log}"
         assert len(lines) == 1 and lines[0].startswith("fastesm-extract: "), log
         assert "SIGTERM" in lines[0] and "rerun" in lines[0], log

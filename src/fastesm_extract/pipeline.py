@@ -182,8 +182,14 @@ class Extractor:
             summary.results.append(result)
             progress.file_done(result)
 
+        def counted(future: Future) -> None:
+            # In the writer thread, as soon as the output is on disk: the count on the bar
+            # must not wait for the next files' compute (it lagged two files behind).
+            if not future.cancelled() and future.exception() is None:
+                progress.file_done(future.result())
+
         def collect(future: Future) -> None:
-            finished(future.result())
+            summary.results.append(future.result())
 
         # The device thread must get the GIL back quickly after each wait on the device; by
         # default a busy reader or writer thread keeps it for up to 5 ms.
@@ -208,6 +214,7 @@ class Extractor:
                         log.error("%s; stopping after the files already finished", summary.stopped)
                         break
                     pending.append(writer.submit(self._write, computed))
+                    pending[-1].add_done_callback(counted)
                     # Bound memory: at most two finished files wait for the disk.
                     while len(pending) > 2:
                         collect(pending.pop(0))

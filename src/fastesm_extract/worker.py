@@ -42,16 +42,20 @@ class _EventProgress:
     def __init__(self, events: _Events) -> None:
         self.events = events
         self._unsent, self._last = 0, time.monotonic()
+        self._lock = threading.Lock()  # file_done comes from the writer thread
 
     def sequences(self, count: int) -> None:
-        self._unsent += count
-        if time.monotonic() - self._last > 0.25:  # batch the messages, not one per batch
+        with self._lock:
+            self._unsent += count
+            due = time.monotonic() - self._last > 0.25  # batch the messages, not one per batch
+        if due:
             self.flush()
 
     def flush(self) -> None:
-        if self._unsent:
-            self.events.send("sequences", self._unsent)
-        self._unsent, self._last = 0, time.monotonic()
+        with self._lock:
+            unsent, self._unsent, self._last = self._unsent, 0, time.monotonic()
+        if unsent:
+            self.events.send("sequences", unsent)
 
     def file_done(self, result: FileResult) -> None:
         self.flush()
