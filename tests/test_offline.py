@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import write_fasta
 
+from fastesm_extract.cli import main
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 CLI = str(Path(sys.executable).parent / "fastesm-extract")
 
@@ -82,14 +84,29 @@ def test_an_uncached_hub_model_offline_fails_in_one_line_within_seconds(tmp_path
 
 
 @pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "no_network"])
-def test_a_relative_folder_from_the_wrong_place_says_no_such_folder(tmp_path, how):
-    done, seconds = extract(tmp_path, environment(tmp_path, how), "demo/checkpoint")
+def test_a_relative_folder_from_the_wrong_place_says_no_such_folder(
+    tmp_path, how, monkeypatch, capsys
+):
+    from huggingface_hub import constants
 
-    assert done.returncode == 2 and seconds < 10
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", how == "HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    fasta = write_fasta(tmp_path / "p.fa", [("a", "MKTAYIAKQR")])
+    started = time.monotonic()
+
+    code = main(["extract", str(fasta), "--model", "demo/checkpoint", "--device", "cpu"])
+
+    assert code == 2 and time.monotonic() - started < 10
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
     assert f"no such folder (no local folder {tmp_path / 'demo' / 'checkpoint'};" in lines[0]
     assert "not in the local Hugging Face cache" in lines[0]  # both readings said
+    assert ("HF_HUB_OFFLINE=1 is set" if how == "HF_HUB_OFFLINE" else "cannot be reached") in lines[
+        0
+    ]
 
 
 def cache_model(tiny_checkpoint: Path, hf_home: Path, repo: str) -> None:
@@ -100,19 +117,17 @@ def cache_model(tiny_checkpoint: Path, hf_home: Path, repo: str) -> None:
     (root / "refs" / "main").write_text(COMMIT)
 
 
-@pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "no_network"])
-def test_a_cached_hub_model_loads_offline_and_its_commit_is_in_the_manifest(
-    tiny_checkpoint, tmp_path, how
+def test_a_cached_hub_model_loads_without_network_pinned_and_its_commit_is_in_the_manifest(
+    tiny_checkpoint, tmp_path
 ):
-    env = environment(tmp_path, how)
+    env = environment(tmp_path, "no_network")  # HF_HUB_OFFLINE unset, the hub unreachable
     cache_model(tiny_checkpoint, tmp_path / "hf_home", "someone/tiny-esm")
-    pin = ("--revision", COMMIT) if how == "HF_HUB_OFFLINE" else ()
 
-    done, _ = extract(tmp_path, env, "someone/tiny-esm", "-q", *pin)
+    done, _ = extract(tmp_path, env, "someone/tiny-esm", "-q", "--revision", COMMIT)
 
     assert done.returncode == 0, done.stderr
-    assert "Retrying" not in done.stderr
+    assert "Retrying" not in done.stderr  # loaded from the cache, no retries
     manifest = json.loads((tmp_path / "out" / "p_ESM.pt.json").read_text())
     assert manifest["model"]["id"] == "someone/tiny-esm"
+    assert manifest["model"]["revision"] == COMMIT
     assert manifest["model"]["commit_hash"] == COMMIT
-    assert manifest["model"]["revision"] == (COMMIT if pin else None)
