@@ -168,7 +168,7 @@ def test_scancel_and_time_limit_mid_run_then_resubmitting_completes_every_output
     slurm_cluster, cluster_proteins, cluster_checkpoint, cluster_reference, tmp_path
 ):
     out = tmp_path / "esm"
-    # First run, slowed down (12 s before each batch, about 10 batches per task): task 1 is
+    # First run, slowed down (25 s before each batch, 5 batches per task): task 1 is
     # cancelled once it has finished a file, task 2 runs into its 1-minute limit (Slurm checks
     # limits every 30 s, so it ends 60-90 s after it started), both mid-run.
     first = submit_readme_array(
@@ -178,7 +178,7 @@ def test_scancel_and_time_limit_mid_run_then_resubmitting_completes_every_output
         cluster_checkpoint,
         "1-2",
         "--time=1",
-        extra_env={SECONDS_PER_BATCH: "12", "FASTESM_EXTRACT_LOG_INTERVAL_S": "5"},
+        extra_env={SECONDS_PER_BATCH: "25", "FASTESM_EXTRACT_LOG_INTERVAL_S": "5"},
     )
     task_1_outputs = share_outputs(cluster_proteins, out, 0, 2)
     wait_until(

@@ -17,6 +17,7 @@ from .fasta import FastaError
 from .jobs import InputError
 from .model import ModelLoadError
 from .plan_report import print_plan
+from .progress import on_a_terminal
 from .runner import run
 from .signals import describe, exit_status, stop_signals_as_interrupt
 from .sources import SplitSource, file_jobs
@@ -206,10 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
-    if args.quiet:
+    if args.quiet or not on_a_terminal():
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # "Loading weights" bars
+        transformers_logging.disable_progress_bar()  # "Loading weights" bars: not in a log file
     commands = {
         "extract": run_extract,
         "plan": run_extract,
