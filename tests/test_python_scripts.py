@@ -129,6 +129,7 @@ def test_sequences_in_memory_follow_the_rules_of_a_file_run(tiny_model, tmp_path
         *good[2:],
         ("stop", "MKTAYIAKQR*"),
         ("lower", "mktayiakqr"),
+        ("dna", "ACGTTGCAAGCTTGCAACGTTGCAAGCTAGCT"),
     ]
     fasta = write_fasta(tmp_path / "same.fa", [p for p in pairs if p[0]])
 
@@ -148,6 +149,7 @@ def test_sequences_in_memory_follow_the_rules_of_a_file_run(tiny_model, tmp_path
         "empty": "empty_sequence",
         "digits": "invalid_character",
         "-": "invalid_header",
+        "dna": "nucleotide_sequence",
     }
     assert not (tmp_path / "extraction_failures.log").exists()
 

@@ -20,11 +20,12 @@ import torch
 from .config import ExtractionSettings, ModelSpec
 from .currency import ModelIdentity
 from .fasta import FastaError, read_fasta, record_ids
+from .hub import locate_model, resolve_commit
 from .jobs import FileJob
 from .layout import lock_path, manifest_path
 from .locks import describe_holder, is_stale
 from .manifest import Provenance, sha256_of
-from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel, resolve_commit
+from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel
 from .resume import BUILD, ExistingOutput, examine_output
 
 log = logging.getLogger("fastesm_extract")
@@ -47,12 +48,15 @@ def model_identity(spec: ModelSpec, settings: ExtractionSettings) -> ModelIdenti
         return ModelIdentity(
             model_id=name, hidden_size=int(config.hidden_size), truncation_seq_length=trunc
         )
-    commit = resolve_commit(model, spec.revision)
-    try:
+    commit = None
+    try:  # offline, a cached config or nothing, without hub retries (the load says why)
+        source = locate_model(model, spec.revision)
+        local = source.local_files_only
+        commit = source.cached_commit if local else resolve_commit(model, spec.revision)
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(
-            model, revision=commit or spec.revision, trust_remote_code=True
+            model, revision=commit or spec.revision, trust_remote_code=True, local_files_only=local
         )
         hidden_size = int(config.hidden_size)
     except Exception:  # noqa: BLE001 - unknown without loading: the load will say why
