@@ -4,6 +4,7 @@ Slurm cluster through the Slurm executor plugin, one cluster job per protein fil
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -89,6 +90,8 @@ def check_finished(root: Path, parts: int) -> None:
     for name in names:
         esm = root / "esm" / f"{name}_ESM.pt"
         assert is_complete(read_manifest(esm)), esm
+        summary = json.loads((root / "esm" / "logs" / f"{name}.summary.json").read_text())
+        assert summary["exit_status"] == 0, summary
         merged = torch.load(root / "merged" / f"{name}_merged.pt", weights_only=True)
         assert merged["data"].shape == (6, DNABERT_S_WIDTH + 32) and merged["labels"] == [1]
     leftovers = [*(root / "esm").rglob("*.lock"), *(root / "esm").rglob(".tmp*")]
