@@ -59,6 +59,42 @@ def test_a_script_without_main_guard_runs_devices_once_and_writes_every_output(
     assert "Traceback" not in done.stderr and "bootstrapping" not in done.stderr
 
 
+GUARD_CASES = """\
+from fastesm_extract.script_guard import called_from_unguarded_script as unguarded
+
+
+def inner():
+    return unguarded()
+
+
+print("top level", unguarded())
+print("function from top level", inner())
+if True:
+    print("other if", unguarded())
+
+if __name__ == "__main__":
+    print("guarded", unguarded())
+    print("function from guarded", inner())
+"""
+
+
+def test_only_calls_from_unguarded_top_level_code_of_the_script_are_recognised(tmp_path):
+    # Those workers skip importing the script; a guarded script is imported by its workers
+    # as before (tests/paused_worker_launcher.py relies on it).
+    script = tmp_path / "cases.py"
+    script.write_text(GUARD_CASES)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.splitlines() == [
+        "top level True",
+        "function from top level True",
+        "other if True",
+        "guarded False",
+        "function from guarded False",
+    ]
+
+
 @pytest.fixture
 def fasta(tmp_path):
     return write_fasta(tmp_path / "p.fa", random_proteins(12, 5, 50, seed=7))

@@ -11,13 +11,11 @@ worker waited on it forever.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
-import sys
 import time
-import types
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from multiprocessing import connection
 from multiprocessing.process import BaseProcess
@@ -33,6 +31,7 @@ from .model import ModelLoadError
 from .progress import RunProgress
 from .publish import file_failed
 from .resume import finished_before_death
+from .script_guard import called_from_unguarded_script, script_not_imported_by_workers
 from .summary import FAILED, WRITTEN, FileResult, RunSummary
 from .worker import worker_main
 
@@ -63,26 +62,6 @@ class _Worker:
             self.tasks.send(job)
         except OSError:  # dead already: its death gives the job to another worker
             pass
-
-
-@contextlib.contextmanager
-def _callers_script_not_reimported() -> Iterator[None]:
-    """Start workers without re-running the caller's script in each of them.
-
-    A spawned process re-imports the parent's `__main__` (its file or `-m` module) before it
-    runs its target, so a script calling `extract_files(..., devices=[...])` at top level,
-    without `if __name__ == "__main__":`, started the run again in every worker, and
-    multiprocessing stopped each one with a bootstrapping RuntimeError. A worker needs nothing
-    from that script (its target and `RunConfig` are this package's), so while workers start,
-    `__main__` is a bare module: no file, no module name, nothing re-imported.
-    """
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
 
 
 def _start_worker(context, device: str, config: RunConfig, threads: int | None) -> _Worker:
@@ -175,7 +154,10 @@ def run_on_devices(jobs: list[FileJob], config: RunConfig) -> RunSummary:
     # CPU workers share the cores instead of each starting one thread per core.
     threads = max(1, torch.get_num_threads() // cpu_workers) if cpu_workers else None
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used after fork
-    with _callers_script_not_reimported():
+    # A script calling this without `if __name__ == "__main__":` must not be run again by
+    # each worker's import of it (script_guard.py).
+    importing = script_not_imported_by_workers if called_from_unguarded_script() else nullcontext
+    with importing():
         workers = [_start_worker(context, device, config, threads) for device in devices]
     run = _Run(workers, jobs, config)
     try:
