@@ -29,11 +29,12 @@ class ModelSourceError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """How to load a model: from files on disk only (a folder, or the cache while the hub
-    cannot be used), and the commit the cache holds when that is where it comes from."""
+    """How to load a model: from the hub's cache only (while the hub cannot be used, with
+    the commit the cache holds), or as usual (a folder, or the hub)."""
 
     local_files_only: bool
     cached_commit: str | None = None
+    folder: bool = False  # a local checkpoint folder (its code may still name hub files)
 
 
 def hub_offline_reason() -> str | None:
@@ -83,7 +84,7 @@ def locate_model(model_id: str, revision: str | None) -> ModelSource:
             raise ModelSourceError(
                 f"cannot load model {model_id!r}: it is a file; give the local checkpoint folder"
             )
-        return ModelSource(local_files_only=True)
+        return ModelSource(local_files_only=False, folder=True)
     try:
         validate_repo_id(model_id)
     except HFValidationError:

@@ -264,7 +264,7 @@ def load_model(
             + f": {_flat(error)}. "
             + (
                 "Check the checkpoint folder is complete."
-                if source.local_files_only and source.cached_commit is None
+                if source.folder
                 else "Offline? Use a local checkpoint folder, or download the model where there "
                 "is internet (hf download) and run with HF_HUB_OFFLINE=1."
             )
