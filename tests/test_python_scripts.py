@@ -2,6 +2,7 @@
 into a script without `if __name__ == "__main__":`, the drop-in on a chosen device, with the
 checkpoint's own tokenizer, and sequences embedded straight from memory."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -190,30 +191,33 @@ def test_sequences_in_memory_follow_the_rules_of_a_file_run(tiny_model, tmp_path
     assert not (tmp_path / "extraction_failures.log").exists()
 
 
-def test_sequences_in_memory_are_batched_by_the_budget_and_split_on_out_of_memory(
-    tiny_model, monkeypatch
-):
-    import fastesm_extract.compute as compute
+class SmallDevice(torch.nn.Module):
+    """The model on a device that runs out of memory above 2 sequences per batch."""
 
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config, self.shapes = inner, inner.config, []
+
+    def forward(self, input_ids, attention_mask):
+        self.shapes.append(tuple(input_ids.shape))  # (b, l)
+        if input_ids.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+
+def test_sequences_in_memory_are_batched_by_the_budget_and_split_on_out_of_memory(tiny_model):
     pairs = random_proteins(16, 20, 30, seed=5)
     budget = 8 * 32
-    shapes = []
-    original = compute.embed_batch
+    small = SmallDevice(tiny_model.model)
 
-    def small_device(loaded, batch):
-        shapes.append(tuple(batch.input_ids.shape))  # (b, l)
-        if len(batch.rows) > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return original(loaded, batch)
-
-    monkeypatch.setattr(compute, "embed_batch", small_device)
-    result = embed_sequences(pairs, model=tiny_model, toks_per_batch=budget)
-    monkeypatch.setattr(compute, "embed_batch", original)
+    result = embed_sequences(
+        pairs, model=dataclasses.replace(tiny_model, model=small), toks_per_batch=budget
+    )
     one_by_one = embed_sequences(pairs, model=tiny_model, toks_per_batch=1)
 
-    full_batches = [(b, length) for b, length in shapes if b > 2]
+    full_batches = [(b, length) for b, length in small.shapes if b > 2]
     assert len(full_batches) >= 2 and all(b * length <= budget for b, length in full_batches)
-    assert sum(b for b, _ in shapes if b <= 2) == len(pairs)  # every row embedded after splits
+    assert sum(b for b, _ in small.shapes if b <= 2) == len(pairs)  # all embedded after splits
     assert result.ids == [i for i, _ in pairs] and result.failures == []
     torch.testing.assert_close(result.embeddings, one_by_one.embeddings, rtol=0, atol=1e-5)
 
