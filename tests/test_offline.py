@@ -64,6 +64,7 @@ def extract(tmp_path: Path, env: dict[str, str], model: str, *extra: str):
     return done, time.monotonic() - started
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "no_network"])
 def test_an_uncached_hub_model_offline_fails_in_one_line_within_seconds(tmp_path, how):
     done, seconds = extract(tmp_path, environment(tmp_path, how), "Synthyra/FastESM2_650")
@@ -117,6 +118,7 @@ def cache_model(tiny_checkpoint: Path, hf_home: Path, repo: str) -> None:
     (root / "refs" / "main").write_text(COMMIT)
 
 
+@pytest.mark.e2e
 def test_a_cached_hub_model_loads_without_network_pinned_and_its_commit_is_in_the_manifest(
     tiny_checkpoint, tmp_path
 ):

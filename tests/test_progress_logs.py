@@ -5,6 +5,7 @@ import re
 import subprocess
 import time
 
+import pytest
 from helpers import cli_command, random_proteins, subprocess_environment, write_fasta
 
 from fastesm_extract.config import ExtractionSettings
@@ -103,6 +104,7 @@ def run_cli(cluster_checkpoint, tmp_path, *extra):
     )
 
 
+@pytest.mark.e2e
 def test_a_batch_job_log_gets_progress_lines_not_a_bar_and_quiet_keeps_warnings_only(
     cluster_checkpoint, tmp_path
 ):

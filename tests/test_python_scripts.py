@@ -30,6 +30,7 @@ print("written", summary.count("written"), "ok", summary.ok, flush=True)
 """
 
 
+@pytest.mark.e2e
 def test_a_script_without_main_guard_runs_devices_once_and_writes_every_output(
     tiny_checkpoint, tmp_path
 ):
@@ -79,6 +80,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.e2e
 def test_only_calls_from_unguarded_top_level_code_of_the_script_are_recognised(tmp_path):
     # Those workers skip importing the script; a guarded script is imported by its workers
     # as before (tests/paused_worker_launcher.py relies on it).

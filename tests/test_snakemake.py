@@ -98,6 +98,7 @@ def check_finished(root: Path, parts: int) -> None:
     assert leftovers == []
 
 
+@pytest.mark.e2e
 def test_local_run_killed_mid_job_is_resumed_without_recomputing_finished_outputs(
     cluster_checkpoint, tmp_path
 ):
