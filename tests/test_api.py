@@ -7,6 +7,7 @@ from helpers import random_proteins, write_fasta
 
 import fastesm_extract.api as api
 import fastesm_extract.config as config
+import fastesm_extract.pipeline as pipeline
 from fastesm_extract import extract_fast_esm
 from fastesm_extract.input_read import InputRead
 from fastesm_extract.manifest import (
@@ -24,15 +25,16 @@ from fastesm_extract.store import save_embeddings_atomic
 
 @pytest.fixture
 def computed(monkeypatch):
-    """Counts the files the drop-in really embeds."""
+    """Counts the files the drop-in really embeds (through the pipeline's compute stage, the
+    one every entry point goes through)."""
     calls = []
-    original = api.compute_file
+    original = pipeline.compute_file
 
     def counting(prepared, loaded, *args, **kwargs):
         calls.append(prepared.job.fasta)
         return original(prepared, loaded, *args, **kwargs)
 
-    monkeypatch.setattr(api, "compute_file", counting)
+    monkeypatch.setattr(pipeline, "compute_file", counting)
     return calls
 
 

@@ -3,7 +3,6 @@ and one large FASTA `extract_split`. Each builds a `RunConfig`, picks a job sour
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,14 +20,11 @@ from .config import (
 from .currency import ModelIdentity
 from .failures import FailureLog
 from .fasta import read_fasta, record_ids
-from .forward import forward_for
 from .jobs import FileJob
 from .layout import manifest_path
-from .manifest import Provenance, sha256_of, utc_now
+from .manifest import Provenance, sha256_of
 from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel
-from .pipeline import assemble_output, compute_file
-from .prepare import NoUsableRecordsError, prepare_file, warn_about_records
-from .publish import file_failed, publish
+from .pipeline import Extractor
 from .resume import BUILD, INVALID, STALE, examine_output
 from .runner import run
 from .same_file import refuse_writing_over_inputs
@@ -132,31 +128,16 @@ def extract_fast_esm(
         [fasta_file], [config.failure_log, *outputs], "give another out_file"
     )
     loaded = None if model is None else model_for_call(model, tokenizer, device)
-    started = utc_now()
-    settings = config.settings
-    job = FileJob(Path(fasta_file), Path(out_file) if out_file is not None else Path(""))
-    if out_file is not None:
-        finished = _finished_output(job, loaded, settings, config.devices[0])
+    job = FileJob(Path(fasta_file), Path(out_file) if out_file is not None else None)
+    if job.output is not None:  # a current output is returned without loading the model
+        finished = _finished_output(job, loaded, config.settings, config.devices[0])
         if finished is not None:
             return finished
     loaded = loaded or model_for_call(None, device=device)
     failures = FailureLog(config.failure_log)
-    try:
-        prepared = prepare_file(job, loaded, settings)
-    except NoUsableRecordsError as error:  # logged as the CLI logs it, then raised
-        contents = error.contents
-        failures.record_many(job.fasta, contents.failures)
-        message = str(error)
-        file_failed(job, "unreadable_file", message, failures, contents.n_read, contents.failures)
-        raise
-    warn_about_records(prepared, settings)
-    computed = compute_file(prepared, loaded, forward=forward_for(loaded, settings))
-    output = assemble_output(computed, loaded.hidden_size)
-    provenance = Provenance.of(loaded, truncation_seq_length, toks_per_batch)
-    provenance = dataclasses.replace(provenance, compiled=computed.compiled)
-    write = out_file is not None
-    publish(job, output, provenance, prepared.contents.source, started, failures, write)
-    return output.proteins, output.data
+    # A one-job run: the same claim -> prepare -> compute -> publish as every entry point.
+    extractor = Extractor(loaded, config.settings, failures, show_progress=False, raise_errors=True)
+    return extractor.embed_one(job)
 
 
 def extract_files(

@@ -50,7 +50,12 @@ class Claim:
 def claim_output(
     job: FileJob, examine: Examine, locks: OutputLocks, failure_log: Path
 ) -> Iterator[Claim | FileResult]:
-    """A `Claim` on `job.output`, or the `FileResult` of an output this run leaves alone."""
+    """A `Claim` on `job.output`, or the `FileResult` of an output this run leaves alone.
+
+    A job without output (embedded in memory) has nothing to examine or lock: claimed."""
+    if job.output is None:
+        yield Claim(job, None, "")
+        return
     # One read per input: hashed while parsed, unless only the hash may be needed.
     contents = None if can_skip_reading(job) else read_fasta(job.fasta)
     input_sha256 = contents.sha256 if contents else sha256_of(job.fasta)

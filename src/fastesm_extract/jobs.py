@@ -17,10 +17,10 @@ class InputError(Exception):
 
 @dataclass(frozen=True)
 class FileJob:
-    """One FASTA file and the `_ESM.pt` it becomes."""
+    """One FASTA file and the `_ESM.pt` it becomes (None: embedded in memory only)."""
 
     fasta: Path
-    output: Path
+    output: Path | None
 
 
 def plan_jobs(inputs: list[str | Path], output_dir: str | Path | None = None) -> list[FileJob]:

@@ -193,7 +193,9 @@ class OutputLocks:
             _break_stale_lock(path, current)
         return describe_holder(path.read_bytes()) if path.exists() else "another run"
 
-    def release(self, output: str | Path) -> None:
+    def release(self, output: str | Path | None) -> None:
+        if output is None:  # a job embedded in memory holds no lock
+            return
         path = lock_path(output)
         with self._mutex:
             if self._held.pop(path, None) is not None:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import torch
+
 from .claim import claim_output
 from .compute import ComputedFile, assemble_output, compute_file
 from .config import ExtractionSettings
@@ -35,10 +37,10 @@ from .prepare import (
     warn_about_records,
 )
 from .progress import ProgressSink, RunProgress
-from .publish import file_failed, publish, record_invalid_input
+from .publish import FileOutput, file_failed, publish, record_invalid_input
 from .resume import FINISHED, ExistingOutput, examine_output, kept_result
-from .store import OutputError
-from .summary import LOCKED, FileResult, RunSummary
+from .store import OutputError, load_embeddings
+from .summary import FAILED, LOCKED, FileResult, RunSummary
 
 log = logging.getLogger("fastesm_extract")
 
@@ -54,11 +56,15 @@ class Extractor:
         settings: ExtractionSettings,
         failure_log: FailureLog,
         show_progress: bool = True,
+        raise_errors: bool = False,
     ) -> None:
         self.loaded = loaded
         self.settings = settings
         self.failure_log = failure_log
         self.show_progress = show_progress
+        # The drop-in's contract: a file that fails is logged as in a run, then its error is
+        # raised to the caller (a run records it and goes on).
+        self.raise_errors = raise_errors
         self.provenance = Provenance.of(
             loaded, settings.truncation_seq_length, settings.toks_per_batch
         )
@@ -90,59 +96,98 @@ class Extractor:
             self.failure_log.record_many(job.fasta, error.contents.failures)
             contents = error.contents
             record_invalid_input(job, contents, self.provenance, started)
-            return file_failed(
-                job,
-                "unreadable_file",
-                str(error),
-                self.failure_log,
-                contents.n_read,
-                contents.failures,
+            return self._give(
+                file_failed(
+                    job,
+                    "unreadable_file",
+                    str(error),
+                    self.failure_log,
+                    contents.n_read,
+                    contents.failures,
+                )
             )
         except LockError as error:
-            return self._file_failed(job, "lock_error", str(error))
+            return self._give(self._file_failed(job, "lock_error", str(error)))
         except (FastaError, OSError) as error:
             if input_vanished(job):
-                return self._file_failed(job, "input_vanished", vanished_message(job))
-            if isinstance(error, FastaError):
-                return self._file_failed(job, "unreadable_file", str(error))
-            return self._file_failed(job, "unreadable_file", f"cannot read {job.fasta}: {error}")
+                return self._give(self._file_failed(job, "input_vanished", vanished_message(job)))
+            message = (
+                str(error) if isinstance(error, FastaError) else f"cannot read {job.fasta}: {error}"
+            )
+            return self._give(self._file_failed(job, "unreadable_file", message))
         except Exception as error:  # noqa: BLE001 - one bad file must not end the run
-            return self._file_failed(job, "file_error", f"{type(error).__name__}: {error}")
+            message = f"{type(error).__name__}: {error}"
+            return self._give(self._file_failed(job, "file_error", message))
         warn_about_records(prepared, self.settings)
         return dataclasses.replace(prepared, started=started, rebuild_reason=claim.reason)
 
     def _file_failed(self, job: FileJob, kind: str, message: str, n_read: int = 0) -> FileResult:
         return file_failed(job, kind, message, self.failure_log, n_read)
 
+    def _give(self, result: FileResult) -> FileResult:
+        """`result`, or (with `raise_errors`) the exception being handled, raised again once
+        it is logged. Called from `except` blocks only."""
+        if self.raise_errors:
+            raise  # noqa: PLE0704 - re-raises the exception the caller is handling
+        return result
+
     def _write(self, computed: ComputedFile) -> FileResult:
+        return self._publish(computed)[0]
+
+    def _publish(self, computed: ComputedFile) -> tuple[FileResult, FileOutput | None]:
+        """Write the file (in memory only for a job without output) and release its lock."""
         try:
-            return self._write_locked(computed)
+            return self._publish_locked(computed)
         finally:
             self._locks.release(computed.prepared.job.output)
 
-    def _write_locked(self, computed: ComputedFile) -> FileResult:
+    def _publish_locked(self, computed: ComputedFile) -> tuple[FileResult, FileOutput | None]:
         prepared = computed.prepared
+        job = prepared.job
         try:
             output = assemble_output(computed, self.loaded.hidden_size)
             result = publish(
-                prepared.job,
+                job,
                 output,
                 dataclasses.replace(self.provenance, compiled=computed.compiled),
                 prepared.contents.source,
                 prepared.started,
                 self.failure_log,
+                write=job.output is not None,
             )
-            return dataclasses.replace(result, rebuilt_because=prepared.rebuild_reason)
+            return dataclasses.replace(result, rebuilt_because=prepared.rebuild_reason), output
         except (OutputError, OSError) as error:
             n_read = prepared.contents.n_read
-            if input_vanished(prepared.job):
-                message = vanished_message(prepared.job)
-                return self._file_failed(prepared.job, "input_vanished", message, n_read)
-            return self._file_failed(prepared.job, "write_error", str(error), n_read)
+            if input_vanished(job):
+                message = vanished_message(job)
+                return self._give(self._file_failed(job, "input_vanished", message, n_read)), None
+            return self._give(self._file_failed(job, "write_error", str(error), n_read)), None
         except Exception as error:  # noqa: BLE001 - one file that cannot be written, not the run
             n_read = prepared.contents.n_read
-            message = f"cannot write {prepared.job.output}: {type(error).__name__}: {error}"
-            return self._file_failed(prepared.job, "write_error", message, n_read)
+            message = f"cannot write {job.output}: {type(error).__name__}: {error}"
+            return self._give(self._file_failed(job, "write_error", message, n_read)), None
+
+    def embed_one(self, job: FileJob) -> tuple[list[str], list[torch.Tensor]]:
+        """One file through the very stages of a run (claim -> prepare -> compute -> publish),
+        in this thread: the drop-in's path. A job without output is embedded in memory.
+
+        Returns `(proteins, data)`: of the output it wrote, or of a current (or stale) output
+        it kept. A file that fails is logged as in a run, then its error raised.
+        """
+        self._locks = OutputLocks()
+        try:
+            prepared = self._prepare(job)
+            if isinstance(prepared, FileResult):  # an output this run leaves alone
+                if prepared.status == LOCKED:
+                    raise OutputError(f"{job.output} is {prepared.message}; call again later")
+                if prepared.status == FAILED:  # every record invalid, as already logged
+                    raise FastaError(f"{job.fasta}: {prepared.message}")
+                return load_embeddings(job.output)
+            computed = compute_file(prepared, self.loaded, forward=self.forward)
+            result, output = self._publish(computed)
+            return output.proteins, output.data
+        finally:
+            self._locks.close()
 
     def _device_failed(self, prepared: PreparedFile, error: DeviceFailedError) -> FileResult:
         """The file being computed when the device failed: not written, redone by a rerun."""

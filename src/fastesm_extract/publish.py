@@ -125,7 +125,9 @@ def record_invalid_input(
 
     Only where no output exists: an output of an earlier input stays with its own manifest
     (and is rebuilt, failing again, while the input stays invalid)."""
-    if job.output.exists() or not all(is_input_failure(f.kind) for f in contents.failures):
+    if job.output is None or job.output.exists():
+        return
+    if not all(is_input_failure(f.kind) for f in contents.failures):
         return
     try:
         if (existing := read_manifest(job.output)) is not None and existing.get(
