@@ -1,4 +1,4 @@
-"""--compile on the CPU (issue 20): cold vs warm start, each in a fresh process.
+"""--compile on the CPU: cold vs warm start, each in a fresh process.
 
 Per architecture, three fresh processes run the same workload with the same tiny model:
 eager; compiled against an empty cache (cold: every graph compiled); compiled again against

@@ -10,7 +10,7 @@ Every mode runs in one process on the same synthetic VirNucPro-like workload (`w
 with ours, the baseline (`baselines.py`) and, for real models, the floor; `harness.py` times
 them interleaved and checks their outputs agree; each mode returns a record that `report.py`
 (`report_gpu.py` for the GPU) renders into its section of BENCHMARKS.md (`--output`;
-`--no-write` only prints). Modes (issue 3): host, simulated, cpu-model (`modes.py`) and gpu
+`--no-write` only prints). Modes: host, simulated, cpu-model (`modes.py`) and gpu
 (`gpu_bench.py`, CUDA only: asked for by name without CUDA it exits 2; `all` skips it).
 On a lent GPU, `gpu_check.py` runs the GPU mode with the CUDA tests and fidelity checks.
 """

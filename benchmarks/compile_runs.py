@@ -1,4 +1,4 @@
-"""Building blocks of the compile benchmarks (issue 20): the two architectures, a run of ours
+"""Building blocks of the compile benchmarks: the two architectures, a run of ours
 with a chosen forward, and a fresh process that times its start against a compile cache.
 
 Architectures: "fastesm" is tests/fast_esm_remote's stand-in for FastPLMs' modeling_fastesm

@@ -1,4 +1,4 @@
-"""GPU mode (issue 12): ours end to end, the model-only floor and the baseline, per budget.
+"""GPU mode: ours end to end, the model-only floor and the baseline, per budget.
 
 Returns records (plain dicts, JSON-ready); `report_gpu.render_gpu` formats them. Every variant
 runs the same batches of the same FASTA files with the same model; runs are interleaved, the

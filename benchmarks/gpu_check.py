@@ -1,4 +1,4 @@
-"""One command for a lent GPU (issue 12): CUDA tests, ceilings, fidelity, benchmark; a report.
+"""One command for a lent GPU: CUDA tests, ceilings, fidelity, benchmark; a report.
 
 Usage (repository root, no install needed: the device's own torch and transformers are used):
 
@@ -14,9 +14,10 @@ Steps, each guarded so that a failure is recorded and the next step still runs:
   bench      ours end to end vs the model-only floor vs the baseline at each toks_per_batch
   compile    eager vs torch.compile'd ours on the FastESM stand-in and on EsmModel: records/s
              per budget, first compile, warm start in a new process, compiled fp16 vs fp32
-             cosine (gpu_compile.py; issue 20)
-The default steps are issue 20's (tests, ceilings, compile: about 8 minutes on an H200);
-`--steps tests,ceilings,model,fidelity,attention,bench` is issue 12's check.
+             cosine (gpu_compile.py)
+The default steps are the compile check's (tests, ceilings, compile: about 8 minutes on an
+H200); `--steps tests,ceilings,model,fidelity,attention,bench` is the earlier GPU check
+(model floor, fidelity, attention, benchmark).
 After every step `gpu_check.json` (records) and `gpu_check.md` (rendered by report.py) are
 rewritten under --out, so a run stopped by a time limit still leaves its partial report.
 Without CUDA it exits 2 unless --smoke (tiny model, few records, CPU) is given.

@@ -1,4 +1,4 @@
-"""gpu_check's `compile` step (issue 20): eager vs compiled ours, per architecture.
+"""gpu_check's `compile` step: eager vs compiled ours, per architecture.
 
 Per architecture ("fastesm" first: the one that ships; then "esm"), in order, each piece
 skipped when the deadline leaves no time for it, the record flushed after each:

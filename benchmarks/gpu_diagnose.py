@@ -1,4 +1,4 @@
-"""Why the GPU floor is where it is (issue 12 follow-up): one short script for a lent GPU.
+"""Why the GPU floor is where it is: one short script for a lent GPU.
 
 The first gpu_check run showed ours == the model-only floor (0.999x-1.04x), so the pipeline
 adds nothing; the floor itself was ~22% MFU. This measures what bounds the floor:

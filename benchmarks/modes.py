@@ -1,4 +1,4 @@
-"""The CPU modes (issue 3): each measures ours, the baseline (and the floor) and returns a record.
+"""The CPU modes: each measures ours, the baseline (and the floor) and returns a record.
 
   host       stand-in model (hidden 1280) whose forward returns a fixed tensor, no compute,
              one torch thread: records/s.

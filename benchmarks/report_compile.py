@@ -1,6 +1,6 @@
 """gpu_check's `compile` step (gpu_compile.py) -> its part of the GPU section of BENCHMARKS.md.
 
-Targets (issue 20 item 4) refer to the architecture that ships, the FastESM stand-in.
+Targets refer to the architecture that ships, the FastESM stand-in.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 - `convert_fair_esm_to_hf` writes the same weights as a Hugging Face ESM checkpoint folder.
 - `original_extract` re-implements VirNucPro's `extract_esm()` (units.py) on fair-esm.
 
-Tests compare our Hugging Face based extraction against `original_extract` (SPEC section 2).
+Tests compare our Hugging Face based extraction against `original_extract`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The drop-in `extract_fast_esm(fasta, out_file)` keeps the CLI's resume rules (SPEC 4, 8):
+"""The drop-in `extract_fast_esm(fasta, out_file)` keeps the CLI's resume rules:
 a finished output is returned without running, or even loading, the model."""
 
 import pytest
@@ -103,7 +103,7 @@ def test_the_default_model_is_not_loaded_for_a_finished_output(
     for options in ({"truncation_seq_length": 30, "redo_stale": True}, {"overwrite": True}):
         with pytest.raises(AssertionError, match="was loaded"):
             extract_fast_esm(fasta, out, **options)
-    # An output of another size (ESM2-3B's 2560, no manifest) is stale too (SPEC 8): kept and
+    # An output of another size (ESM2-3B's 2560, no manifest) is stale too: kept and
     # returned without loading; only redo_stale rebuilds it.
     other = [torch.randn(2560) for _ in records]
     save_embeddings_atomic(out, records, other)

@@ -1,5 +1,5 @@
 """Record IDs are Biopython's `record.id` (what the DNABERT-S side uses), whatever spaces a
-header holds; headers without a usable ID are logged distinctly (issue 17, class 5)."""
+header holds; headers without a usable ID are logged distinctly."""
 
 import pytest
 import torch

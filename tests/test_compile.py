@@ -1,4 +1,4 @@
-"""--compile (issue 20): the torch.compile'd forward equals eager, compiles a known number of
+"""--compile: the torch.compile'd forward equals eager, compiles a known number of
 graphs (out-of-memory splits included), reuses the on-disk cache and falls back to eager.
 
 Compiling costs seconds per graph on 2 cores, so the inputs keep to one width bucket (66-76

@@ -1,4 +1,4 @@
-"""CUDA behaviour (SPEC 5, 6): run where a GPU is visible, skipped with a reason elsewhere.
+"""CUDA behaviour: run where a GPU is visible, skipped with a reason elsewhere.
 
 Measured errors are recorded with `record_property`, so `benchmarks/gpu_check.py` (which runs
 this file with `--junitxml`) can report them beside the tolerances below.
@@ -159,7 +159,7 @@ def test_cuda_out_of_memory_splits_the_batch_and_retries(
 def test_cuda_compiled_forward_matches_eager_and_is_bitwise_reproducible(
     tiny_checkpoint, tiny_model, tmp_path, record_property
 ):
-    # --compile on the card (issue 20), one width bucket (66-76 residues: widths to 80) so it
+    # --compile on the card, one width bucket (66-76 residues: widths to 80) so it
     # compiles one graph: near eager float16, within the float16 limit of CPU float32, and
     # the same bytes alone or after another file (each run traced from a fresh dynamo).
     folder = tmp_path / "in"

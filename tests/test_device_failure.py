@@ -1,4 +1,4 @@
-"""A failed device stops the run, not the data; allocation failures are split (SPEC 5, 8)."""
+"""A failed device stops the run, not the data; allocation failures are split."""
 
 import dataclasses
 

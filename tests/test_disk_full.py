@@ -1,4 +1,4 @@
-"""A full disk fails one file, never the run (issue 17, class 2).
+"""A full disk fails one file, never the run.
 
 Two ways: a real small file system that fills up (a tmpfs mounted for the test; skipped
 where mounting is not permitted), through the CLI with one process, `--devices` workers,

@@ -1,5 +1,5 @@
 """The API logs what failed as the CLI does; the failure log is never written through a
-symlink planted in its place (issue 17, class 9)."""
+symlink planted in its place."""
 
 import pytest
 

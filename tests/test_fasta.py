@@ -47,7 +47,7 @@ def test_bad_records_become_failures_and_the_rest_is_kept(tmp_path):
         ("stop_only", "empty_sequence"),
         ("digits", "invalid_character"),
         ("inner_stop", "invalid_character"),
-        ("(no ID)", "invalid_header"),  # not '-', which marks a whole file (issue 17)
+        ("(no ID)", "invalid_header"),  # not '-', which marks a whole file
         ("nul", "invalid_character"),
     }
     assert contents.n_read == 8

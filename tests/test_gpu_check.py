@@ -98,7 +98,7 @@ def test_gpu_check_compile_step_runs_both_architectures_eager_and_compiled(
     assert "| FastESM stand-in (modeling_fastesm) | 600 |" in markdown
     assert "| transformers EsmModel | 600 |" in markdown
     assert "Target: warm start <= 30 s" in markdown and "FELL BACK" not in markdown
-    # Into BENCHMARKS.md: its own section (e); section (d), issue 12's check, stays.
+    # Into BENCHMARKS.md: its own section (e); section (d), the earlier GPU check, stays.
     benchmarks = tmp_path / "BENCHMARKS.md"
     original = (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").read_text()
     benchmarks.write_text(original)

@@ -50,7 +50,7 @@ def test_messy_records_are_embedded_or_logged(tiny_model, tmp_path):
     kinds = sorted((unescape(f[2]), f[3]) for f in failure_lines(tmp_path / "out"))
     assert kinds == sorted(
         [
-            ("(no ID)", "invalid_header"),  # not '-', which marks a whole file (issue 17)
+            ("(no ID)", "invalid_header"),  # not '-', which marks a whole file
             ("(no ID)", "invalid_header"),
             ("nul", "invalid_character"),
             ("latin1_\\xe9", "invalid_header"),

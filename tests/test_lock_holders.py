@@ -1,6 +1,5 @@
 """A lock names its holder beyond host + pid, so a dead holder whose pid is reused (pid 1 in
-a restarted container) is seen at once; odd things at a lock path never block forever
-(issue 17, class 3)."""
+a restarted container) is seen at once; odd things at a lock path never block forever."""
 
 import json
 import os

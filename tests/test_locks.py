@@ -1,4 +1,4 @@
-"""One output is computed by one run at a time; dead runs' locks never block (SPEC 8)."""
+"""One output is computed by one run at a time; dead runs' locks never block."""
 
 import json
 import os

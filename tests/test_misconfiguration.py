@@ -1,4 +1,4 @@
-"""Misconfiguration is named, not blamed on the device or the disk (issue 17, class 8)."""
+"""Misconfiguration is named, not blamed on the device or the disk."""
 
 import shutil
 import subprocess

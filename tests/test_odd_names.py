@@ -1,6 +1,6 @@
-"""Any file name round-trips through the failure log, manifests and messages (issue 17,
-class 4): bytes that are not UTF-8, newlines, tabs and runs of spaces are escaped, never
-collapsed, and never end the run."""
+"""Any file name round-trips through the failure log, manifests and messages: bytes that
+are not UTF-8, newlines, tabs and runs of spaces are escaped, never collapsed, and never
+end the run."""
 
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""Reference tests: our embeddings equal the original VirNucPro/fair-esm pipeline (SPEC section 2).
+"""Reference tests: our embeddings equal the original VirNucPro/fair-esm pipeline.
 
 A small random fair-esm ESM2 is converted to a Hugging Face checkpoint once per module; the
 conversion is checked on its own, then `extract_fast_esm` is compared record by record with
@@ -19,7 +19,7 @@ from esm.data import Alphabet
 from esm.model.esm2 import ESM2
 from oracle_fair_esm import convert_fair_esm_to_hf, make_fair_esm2, original_extract
 
-ATOL = 1e-5  # SPEC section 2: fp32 max abs difference
+ATOL = 1e-5  # the embedding definition: fp32 max abs difference
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 
 

@@ -1,4 +1,4 @@
-"""Resume after other models, kills and failures: nothing is replaced or forgotten (SPEC 8)."""
+"""Resume after other models, kills and failures: nothing is replaced or forgotten."""
 
 import dataclasses
 import json

@@ -1,4 +1,4 @@
-"""SIGTERM behaves like Ctrl-C, with one process or worker processes (SPEC 8).
+"""SIGTERM behaves like Ctrl-C, with one process or worker processes.
 
 Real signals are sent to a real CLI process in the middle of a run.
 """
@@ -91,7 +91,7 @@ CASES = [  # name, signal, exit status, message, extra options, to the whole pro
     ("Ctrl-C", signal.SIGINT, 130, "interrupted", [], True),
     ("SIGTERM --devices", signal.SIGTERM, 143, "terminated (SIGTERM)", DEVICES, False),
     ("Ctrl-C --devices", signal.SIGINT, 130, "interrupted", DEVICES, True),
-    # A closed terminal or ssh session hangs up the whole process group (issue 17).
+    # A closed terminal or ssh session hangs up the whole process group.
     ("SIGHUP", signal.SIGHUP, 129, "terminated (SIGHUP)", [], False),
 ]
 

@@ -215,7 +215,7 @@ def test_scancel_and_time_limit_mid_run_then_resubmitting_completes_every_output
     )
     assert skipped == len(kept)  # finished outputs were not recomputed
 
-    # SPEC 8: SIGTERM (time limit, scancel) ends a run like Ctrl-C: temporaries and locks
+    # SIGTERM (time limit, scancel) ends a run like Ctrl-C: temporaries and locks
     # removed, one line, exit status 143, which Slurm records as ExitCode 143:0.
     for task, (exit_code, log) in first_run.items():
         # A batch job's log is not empty until it ends: progress lines while it ran.

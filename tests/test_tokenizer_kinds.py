@@ -1,4 +1,4 @@
-"""End to end through the CLI with both kinds of checkpoint tokenizer (SPEC 6).
+"""End to end through the CLI with both kinds of checkpoint tokenizer.
 
 Strict (FastESM2_650's current FastEsmTokenizer, fair-esm): a record holding a letter outside
 the vocabulary fails alone as invalid_character and the run goes on. Lenient (EsmTokenizer):
@@ -79,7 +79,7 @@ def test_strict_tokenizer_fails_exactly_the_records_it_refuses(checkpoints, tmp_
     for record_id, embedding in zip(saved["proteins"], saved["data"]):
         assert torch.allclose(embedding, by_id[record_id], atol=1e-6), record_id
 
-    # A rerun keeps the finished output (its exit status on a rerun is SPEC 8's business).
+    # A rerun keeps the finished output (its exit status on a rerun is the resume tests' business).
     run(strict, tmp_path, "strict", "--truncation-seq-length", "5")
     assert "0 written, 1 skipped" in capsys.readouterr().err
 

@@ -1,4 +1,4 @@
-"""Length-sorted, padded-token-budget batches and their collation into model inputs (SPEC 3)."""
+"""Length-sorted, padded-token-budget batches and their collation into model inputs."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The model a single Python call embeds with (`extract_fast_esm`, `embed_sequences`): the
-one given, or one loaded by name, once per process and device (SPEC 6)."""
+one given, or one loaded by name, once per process and device."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Failure records and the tab-separated `extraction_failures.log` (SPEC section 5)."""
+"""Failure records and the tab-separated `extraction_failures.log`."""
 
 from __future__ import annotations
 

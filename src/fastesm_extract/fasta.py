@@ -1,4 +1,5 @@
-"""FASTA (plain or gzip) -> protein records, with the clean-up and checks of SPEC section 2.
+"""FASTA (plain or gzip) -> protein records, with the clean-up and checks
+that make the label and sequence the original pipeline's.
 
 A bad record becomes a `RecordFailure`, never an exception; only a file that cannot be read
 or is not FASTA at all raises `FastaError`.
@@ -167,7 +168,7 @@ def _normalized_line_ends(blocks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def clean_sequence(raw: bytes) -> bytes:
-    """Remove whitespace, upper-case, drop one trailing stop '*' (SPEC 2)."""
+    """Remove whitespace, upper-case, drop one trailing stop '*'."""
     sequence = raw.translate(None, _WHITESPACE).upper()
     return sequence[:-1] if sequence.endswith(b"*") else sequence
 

@@ -1,4 +1,4 @@
-"""Command-line inputs (files and folders) -> (FASTA, output path) jobs (SPEC section 7)."""
+"""Command-line inputs (files and folders) -> (FASTA, output path) jobs."""
 
 from __future__ import annotations
 

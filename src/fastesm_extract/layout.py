@@ -1,4 +1,4 @@
-"""Every file name the tool reads or writes, stated once (SPEC sections 4, 5 and 7).
+"""Every file name the tool reads or writes, stated once.
 
 x.fa[.gz] -> x_ESM.pt -> x_ESM.pt.json (manifest), x_ESM.pt.lock (lock),
              .tmp-x_ESM.pt.<random>.part (temporary while writing)

@@ -1,4 +1,4 @@
-"""One output is computed by one run at a time: a lock file per output (SPEC section 8).
+"""One output is computed by one run at a time: a lock file per output.
 
 `x_ESM.pt.lock` is created with O_CREAT|O_EXCL, which is atomic on local disks and on
 NFS/Lustre (unlike flock), and holds who took it: host, pid, time, and what tells that very

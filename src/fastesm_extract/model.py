@@ -1,4 +1,5 @@
-"""Load a checkpoint once: SDPA attention (verified), dtype and device rules of SPEC section 6."""
+"""Load a checkpoint once: SDPA attention (verified), dtype and device rules
+(float16 on CUDA, float32 on the CPU, never a silent CPU fallback)."""
 
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ def prepare_model(
     """Wrap an already loaded model (and tokenizer) after checking it is usable.
 
     Without `tokenizer`: the model's own `tokenizer` attribute (FastESM), else its
-    checkpoint's tokenizer (SPEC 6: the checkpoint's tokenizer is the authority).
+    checkpoint's tokenizer (the checkpoint's tokenizer is the authority).
     """
     config = model.config
     model_id = model_id or getattr(config, "name_or_path", "") or type(model).__name__

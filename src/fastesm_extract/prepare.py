@@ -36,7 +36,8 @@ class PreparedFile:
 
 
 def refuse_unknown_letters(contents: FastaContents, alphabet: EsmAlphabet) -> FastaContents:
-    """With a strict tokenizer, each record holding a letter it refuses fails alone (SPEC 6)."""
+    """With a strict tokenizer, each record holding a letter it refuses fails alone
+    (`invalid_character`)."""
     if alphabet.unknown != UNKNOWN_REFUSED:
         return contents
     kept: list[ProteinRecord] = []

@@ -1,4 +1,4 @@
-"""Progress of a run (SPEC section 5): a tqdm bar on a terminal; without one (a Slurm batch
+"""Progress of a run: a tqdm bar on a terminal; without one (a Slurm batch
 job's log file) a log line at a steady interval instead; a log line every 100 files always."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """SIGTERM (Slurm time limits, `scancel`) and SIGHUP (a closed terminal or ssh session)
-behave like Ctrl-C (SPEC section 8).
+behave like Ctrl-C.
 
 All three end the run through the same path: `KeyboardInterrupt` is raised in the main
 thread, the writes in progress finish, locks and temporaries are removed, and the caller

@@ -1,4 +1,4 @@
-"""VirNucPro `_ESM.pt` files: atomic writing, safe loading, validation (SPEC section 4)."""
+"""VirNucPro `_ESM.pt` files: atomic writing, safe loading, validation."""
 
 from __future__ import annotations
 
