@@ -1,4 +1,5 @@
-"""Shared pieces of the Slurm and torchrun tests: README's scripts, a checkpoint, outputs."""
+"""Shared pieces of the Slurm and torchrun tests: the documented scripts (README.md and
+docs/*.md, where the cluster scripts now live), a checkpoint, outputs."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from pathlib import Path
 from fast_esm_checkpoint import REMOTE_DIR, build_fast_esm_checkpoint
 from helpers import random_proteins, write_fasta
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PAUSING_MODELING_FILE = REMOTE_DIR / "modeling_slow_fast_esm.py"
 
 
 def readme_block(containing: str) -> str:
-    """The one fenced code block of README.md that contains `containing`, as written there."""
-    blocks = re.findall(r"^```\w*\n(.*?)^```$", README.read_text(), flags=re.S | re.M)
+    """The one fenced code block of the documentation (README.md and docs/) that contains
+    `containing`, as written there."""
+    text = "\n".join(path.read_text() for path in DOCUMENTS)
+    blocks = re.findall(r"^```\w*\n(.*?)^```$", text, flags=re.S | re.M)
     found = [block for block in blocks if containing in block]
-    assert len(found) == 1, f"README.md has {len(found)} code blocks with {containing!r}"
+    assert len(found) == 1, f"the documentation has {len(found)} code blocks with {containing!r}"
     return found[0]
 
 
