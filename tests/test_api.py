@@ -87,7 +87,16 @@ def test_the_default_model_is_not_loaded_for_a_finished_output(
     assert same(extract_fast_esm(fasta, out), (records, data))
 
     # A manifest of the default model and settings: current, returned.
-    provenance = Provenance(DEFAULT_MODEL, None, None, "float16", "NVIDIA H100", 1280, 1024, 2048)
+    provenance = Provenance(
+        model_id=DEFAULT_MODEL,
+        revision=None,
+        commit_hash=None,
+        dtype="float16",
+        device="NVIDIA H100",
+        hidden_size=1280,
+        truncation_seq_length=1024,
+        toks_per_batch=2048,
+    )
     n = len(records)
     source = InputRead(path=fasta, size=fasta.stat().st_size, sha256=sha256_of(fasta))
     manifest = build_manifest(provenance, source, n, n, [], utc_now())

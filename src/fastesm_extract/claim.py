@@ -65,7 +65,7 @@ def claim_output(
         return
     if (holder := locks.try_acquire(job.output)) is not None:
         log.warning("%s is being computed by %s: skipped", job.output, holder)
-        yield FileResult(job, LOCKED, message=f"being computed by {holder}")
+        yield FileResult(job=job, status=LOCKED, message=f"being computed by {holder}")
         return
     claim = None
     try:

@@ -11,11 +11,9 @@ from collections.abc import Sequence
 from .arguments import build_parser
 from .cli_merge import run_merge
 from .config import resolve_config
+from .errors import ExtractError
 from .escaping import escape
 from .exit_codes import EXIT_FAILURES, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, usage_error  # noqa: F401
-from .fasta import FastaError
-from .jobs import InputError
-from .model import ModelLoadError
 from .plan_report import print_plan
 from .progress import on_a_terminal
 from .runner import run
@@ -151,11 +149,9 @@ def _extract(args: argparse.Namespace) -> tuple[int, dict]:
                 )
                 jobs = split.jobs  # split once the model is loaded
             summary = run(jobs, config)
-    except (InputError, ModelLoadError) as error:
-        return _error(usage_error(str(error)), str(error))
-    except FastaError as error:
+    except ExtractError as error:  # each carries its exit status (2: usage, 1: data)
         print(f"fastesm-extract: error: {error}", file=sys.stderr)
-        return _error(EXIT_FAILURES, str(error))
+        return _error(error.exit_status, str(error))
     except OSError as error:  # e.g. a full disk while --split-every writes its parts
         where = f"{error.filename}: " if error.filename else ""
         detail = f"{where}{error.strerror or error}"

@@ -10,7 +10,7 @@ import torch
 
 from .batching import BatchInputs, collate
 from .embed import DeviceHealth, embed_with_oom_split
-from .failures import RecordFailure
+from .failures import FailureKind, RecordFailure
 from .forward import Forward
 from .model import LoadedModel
 from .prepare import PreparedFile
@@ -61,7 +61,7 @@ def compute_file(
             for outcome in embed_with_oom_split(forward, batch, collate_rows):
                 if outcome.embeddings is None:
                     failures += [
-                        RecordFailure(records[r].id, "out_of_memory", outcome.error or "")
+                        RecordFailure(records[r].id, FailureKind.OUT_OF_MEMORY, outcome.error or "")
                         for r in outcome.rows
                     ]
                 else:
@@ -76,7 +76,7 @@ def compute_file(
             health.batch_failed(error)  # unless the device itself failed
             message = f"{type(error).__name__}: {error}"
             failures += [
-                RecordFailure(records[r].id, "batch_error", message)
+                RecordFailure(records[r].id, FailureKind.BATCH_ERROR, message)
                 for r in batch.rows
                 if r not in settled
             ]
@@ -90,7 +90,9 @@ def compute_file(
     for row in torch.nonzero(embedded & ~finite).flatten().tolist():
         failures.append(
             RecordFailure(
-                records[row].id, "non_finite_embedding", "embedding has NaN or infinite values"
+                records[row].id,
+                FailureKind.NON_FINITE_EMBEDDING,
+                "embedding has NaN or infinite values",
             )
         )
     # A compile given up on falls back for good: compiled now means compiled throughout.

@@ -8,6 +8,7 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 
 from .escaping import escape
@@ -18,11 +19,43 @@ WHOLE_FILE = "-"
 # The record-ID column of a record whose header holds no ID (a bare `>`): never a real ID
 # (an ID has no space) and never `-`, which marks a whole file.
 NO_RECORD_ID = "(no ID)"
+
+
+class FailureKind(str, Enum):
+    """Why a record (or a whole file) has no embedding; equal to its text in the log."""
+
+    # caused by the input itself (see INPUT_KINDS)
+    EMPTY_SEQUENCE = "empty_sequence"
+    INVALID_CHARACTER = "invalid_character"
+    INVALID_HEADER = "invalid_header"
+    NUCLEOTIDE_SEQUENCE = "nucleotide_sequence"
+    # records, while computed
+    OUT_OF_MEMORY = "out_of_memory"
+    BATCH_ERROR = "batch_error"
+    NON_FINITE_EMBEDDING = "non_finite_embedding"
+    # whole files
+    UNREADABLE_FILE = "unreadable_file"
+    FILE_ERROR = "file_error"
+    WRITE_ERROR = "write_error"
+    INPUT_VANISHED = "input_vanished"
+    LOCK_ERROR = "lock_error"
+    DEVICE_ERROR = "device_error"
+    WORKER_DIED = "worker_died"
+    UNKNOWN = "unknown"  # listed by a manifest older than failure kinds
+
+    def __str__(self) -> str:
+        return self.value
+
+
 # Kinds caused by the input itself: a rerun fails them again, so it reports them instead of
-# recomputing. Every other kind (out_of_memory, batch_error, non_finite_embedding,
-# write_error, ...) may pass, so a rerun retries the file.
+# recomputing. Every other kind may pass, so a rerun retries the file.
 INPUT_KINDS = frozenset(
-    {"empty_sequence", "invalid_character", "invalid_header", "nucleotide_sequence"}
+    {
+        FailureKind.EMPTY_SEQUENCE,
+        FailureKind.INVALID_CHARACTER,
+        FailureKind.INVALID_HEADER,
+        FailureKind.NUCLEOTIDE_SEQUENCE,
+    }
 )
 
 
@@ -31,11 +64,11 @@ class RecordFailure:
     """A record (or, with `record_id == "-"`, a whole file) that produced no embedding."""
 
     record_id: str
-    kind: str
+    kind: FailureKind
     message: str
 
 
-def is_input_failure(kind: str) -> bool:
+def is_input_failure(kind: FailureKind | str) -> bool:
     """True when a record failed because of what the FASTA holds, not how it was computed."""
     return kind in INPUT_KINDS
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from .failures import NO_RECORD_ID, RecordFailure
+from .errors import FastaError
+from .failures import NO_RECORD_ID, FailureKind, RecordFailure
 from .input_read import InputRead
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -28,10 +29,6 @@ _WHITESPACE = b" \t\r\n\x0b\x0c"
 # After upper-casing, every letter is accepted (letters outside the ESM vocabulary become
 # <unk>, as in EsmTokenizer); '-' and '.' are ESM tokens. Anything else fails the record.
 _ALLOWED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ-."
-
-
-class FastaError(Exception):
-    """The whole file is unusable: unreadable, not FASTA, or without records."""
 
 
 @dataclass(frozen=True)
@@ -183,11 +180,11 @@ def record_id_of(header: str) -> str:
 
 def _check_record(record_id: str, sequence: bytes) -> RecordFailure | None:
     if not sequence:
-        return RecordFailure(record_id, "empty_sequence", "record has no residues")
+        return RecordFailure(record_id, FailureKind.EMPTY_SEQUENCE, "record has no residues")
     bad = sequence.translate(None, _ALLOWED)
     if bad:
         shown = ", ".join(sorted({repr(chr(b)) if b < 128 else f"0x{b:02x}" for b in bad})[:5])
-        return RecordFailure(record_id, "invalid_character", f"sequence contains {shown}")
+        return RecordFailure(record_id, FailureKind.INVALID_CHARACTER, f"sequence contains {shown}")
     return None
 
 
@@ -203,15 +200,17 @@ def _parse_records(chunks: Iterable[bytes]) -> tuple[list[ProteinRecord], list[R
         if raw_id.decode("utf-8", "replace") != record_id:
             # Shown with \xNN for the bytes: a text every log, manifest and message can hold.
             shown = raw_id.decode("utf-8", "backslashreplace")
-            failures.append(RecordFailure(shown, "invalid_header", "header is not valid UTF-8"))
+            failures.append(
+                RecordFailure(shown, FailureKind.INVALID_HEADER, "header is not valid UTF-8")
+            )
             continue
         if not record_id:
             message = "header has no record ID"
-            failures.append(RecordFailure(NO_RECORD_ID, "invalid_header", message))
+            failures.append(RecordFailure(NO_RECORD_ID, FailureKind.INVALID_HEADER, message))
             continue
         if "\x00" in record_id:
             message = "record ID contains a NUL byte"
-            failures.append(RecordFailure(record_id, "invalid_header", message))
+            failures.append(RecordFailure(record_id, FailureKind.INVALID_HEADER, message))
             continue
         sequence = clean_sequence(raw_sequence)
         failure = _check_record(record_id, sequence)
@@ -253,7 +252,7 @@ def record_from_pair(record_id: str, sequence: str | bytes) -> ProteinRecord | R
     """An `(id, sequence)` given in memory, cleaned and checked as a FASTA record would be."""
     if not isinstance(record_id, str) or not record_id or "\x00" in record_id:
         shown = record_id if isinstance(record_id, str) and record_id else "-"
-        return RecordFailure(shown, "invalid_header", "no record ID")
+        return RecordFailure(shown, FailureKind.INVALID_HEADER, "no record ID")
     raw = sequence.encode("utf-8") if isinstance(sequence, str) else bytes(sequence)
     cleaned = clean_sequence(raw)
     return _check_record(record_id, cleaned) or ProteinRecord(record_id, cleaned)

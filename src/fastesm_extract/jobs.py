@@ -7,12 +7,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import InputError
 from .folders import files_under
 from .layout import is_fasta_name, output_path_for
-
-
-class InputError(Exception):
-    """The inputs cannot be turned into jobs; the message says which path and why."""
 
 
 @dataclass(frozen=True)

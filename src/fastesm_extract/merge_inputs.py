@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import MergeError
 from .manifest import ManifestError, is_complete, read_manifest
 from .store import OutputError, load_embeddings, load_weights_only
 
@@ -21,10 +22,6 @@ KNOWN_ESM_SIZES = {
     5120: "ESM2-15B",
 }
 _SHOWN_IDS = 10
-
-
-class MergeError(Exception):
-    """The inputs cannot be merged; the message names the file and the reason."""
 
 
 def shown_ids(ids: list[str]) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import ModelLoadError
 from .hub import ModelSourceError, locate_model, resolve_commit
 from .tokens import UNKNOWN_REFUSED, EsmAlphabet, TokenizerMismatchError
 
@@ -18,10 +19,6 @@ DEFAULT_HIDDEN_SIZE = 1280  # FastESM2_650's; lets finished outputs be checked w
 log = logging.getLogger("fastesm_extract")
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-class ModelLoadError(RuntimeError):
-    """The model cannot be loaded or used as asked; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from .failures import RecordFailure
+from .failures import FailureKind, RecordFailure
 from .fasta import FastaContents, ProteinRecord
 
-NUCLEOTIDE = "nucleotide_sequence"
+NUCLEOTIDE = FailureKind.NUCLEOTIDE_SEQUENCE
 MIN_LENGTH = 20
 _NUCLEOTIDE_LETTERS = b"ACGTUN"
 

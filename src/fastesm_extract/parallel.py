@@ -25,7 +25,7 @@ import torch
 
 from .config import RunConfig
 from .dispatch import Answer, Dispatcher
-from .failures import FailureLog
+from .failures import FailureKind, FailureLog
 from .jobs import FileJob
 from .model import ModelLoadError
 from .progress import RunProgress
@@ -34,6 +34,7 @@ from .resume import finished_before_death
 from .script_guard import called_from_unguarded_script, script_not_imported_by_workers
 from .summary import FAILED, WRITTEN, FileResult, RunSummary
 from .worker import worker_main
+from .worker_messages import WorkerMessage
 
 log = logging.getLogger("fastesm_extract")
 
@@ -103,28 +104,30 @@ class _Run:
 
     def _handle(self, i: int, kind: str, payload) -> None:
         summary = self.summary
-        if kind == "want":
+        if kind == WorkerMessage.WANT:
             self._answer(self.dispatcher.ask(i))
-        elif kind == "took":
+        elif kind == WorkerMessage.TOOK:
             self._answer(self.dispatcher.took(i, payload))
-        elif kind == "sequences":
+        elif kind == WorkerMessage.SEQUENCES:
             self.progress.sequences(payload)
-        elif kind == "done":
+        elif kind == WorkerMessage.DONE:
             self.dispatcher.finished(i, payload.job)
             summary.results.append(payload)
             self.progress.file_done(payload)
-        elif kind == "ready":
+        elif kind == WorkerMessage.READY:
             log.info("worker %d ready on %s", i, payload)
-        elif kind == "fatal":
+        elif kind == WorkerMessage.FATAL:
             self.fatal.append(payload)
             self._leave(i)
-        elif kind == "stopped":
+        elif kind == WorkerMessage.STOPPED:
             log.error("worker %d stopped: %s", i, payload)
             summary.stopped = "; ".join(filter(None, [summary.stopped, payload]))
-        elif kind == "exit":
+        elif kind == WorkerMessage.EXIT:
             # Files a stopped worker had taken but not begun (read ahead): not done.
             summary.results += [
-                FileResult(job, FAILED, message="not begun: its worker's device failed; rerun")
+                FileResult(
+                    job=job, status=FAILED, message="not begun: its worker's device failed; rerun"
+                )
                 for job in self._leave(i)
             ]
             summary.failure_log_problem = payload or summary.failure_log_problem
@@ -186,7 +189,7 @@ def run_on_devices(jobs: list[FileJob], config: RunConfig) -> RunSummary:
     for job in jobs:
         if job.output not in done:  # left when every worker had stopped
             summary.results.append(
-                FileResult(job, FAILED, message="not processed: no worker left; rerun")
+                FileResult(job=job, status=FAILED, message="not processed: no worker left; rerun")
             )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -206,8 +209,8 @@ def _lost_files(
     message = f"worker process died (exit code {exitcode}); rerun to redo this file"
     log_file = FailureLog(failure_log)
     return [
-        FileResult(job, WRITTEN, message="written before its worker died")
+        FileResult(job=job, status=WRITTEN, message="written before its worker died")
         if finished_before_death(job)
-        else file_failed(job, "worker_died", message, log_file)
+        else file_failed(job, FailureKind.WORKER_DIED, message, log_file)
         for job in jobs.values()
     ]

@@ -22,7 +22,7 @@ from .claim import claim_output
 from .compute import ComputedFile, assemble_output, compute_file
 from .config import ExtractionSettings
 from .embed import DeviceFailedError, DeviceHealth
-from .failures import FailureLog
+from .failures import FailureKind, FailureLog
 from .fasta import FastaContents, FastaError, read_fasta, record_ids
 from .forward import forward_for
 from .jobs import FileJob, input_vanished, vanished_message
@@ -99,7 +99,7 @@ class Extractor:
             return self._give(
                 file_failed(
                     job,
-                    "unreadable_file",
+                    FailureKind.UNREADABLE_FILE,
                     str(error),
                     self.failure_log,
                     contents.n_read,
@@ -107,17 +107,19 @@ class Extractor:
                 )
             )
         except LockError as error:
-            return self._give(self._file_failed(job, "lock_error", str(error)))
+            return self._give(self._file_failed(job, FailureKind.LOCK_ERROR, str(error)))
         except (FastaError, OSError) as error:
             if input_vanished(job):
-                return self._give(self._file_failed(job, "input_vanished", vanished_message(job)))
+                return self._give(
+                    self._file_failed(job, FailureKind.INPUT_VANISHED, vanished_message(job))
+                )
             message = (
                 str(error) if isinstance(error, FastaError) else f"cannot read {job.fasta}: {error}"
             )
-            return self._give(self._file_failed(job, "unreadable_file", message))
+            return self._give(self._file_failed(job, FailureKind.UNREADABLE_FILE, message))
         except Exception as error:  # noqa: BLE001 - one bad file must not end the run
             message = f"{type(error).__name__}: {error}"
-            return self._give(self._file_failed(job, "file_error", message))
+            return self._give(self._file_failed(job, FailureKind.FILE_ERROR, message))
         warn_about_records(prepared, self.settings)
         return dataclasses.replace(prepared, started=started, rebuild_reason=claim.reason)
 
@@ -160,12 +162,18 @@ class Extractor:
             n_read = prepared.contents.n_read
             if input_vanished(job):
                 message = vanished_message(job)
-                return self._give(self._file_failed(job, "input_vanished", message, n_read)), None
-            return self._give(self._file_failed(job, "write_error", str(error), n_read)), None
+                return self._give(
+                    self._file_failed(job, FailureKind.INPUT_VANISHED, message, n_read)
+                ), None
+            return self._give(
+                self._file_failed(job, FailureKind.WRITE_ERROR, str(error), n_read)
+            ), None
         except Exception as error:  # noqa: BLE001 - one file that cannot be written, not the run
             n_read = prepared.contents.n_read
             message = f"cannot write {job.output}: {type(error).__name__}: {error}"
-            return self._give(self._file_failed(job, "write_error", message, n_read)), None
+            return self._give(
+                self._file_failed(job, FailureKind.WRITE_ERROR, message, n_read)
+            ), None
 
     def embed_one(self, job: FileJob) -> tuple[list[str], list[torch.Tensor]]:
         """One file through the very stages of a run (claim -> prepare -> compute -> publish),
@@ -193,7 +201,7 @@ class Extractor:
         """The file being computed when the device failed: not written, redone by a rerun."""
         self._locks.release(prepared.job.output)
         message = f"not finished: the device failed ({error}); rerun to redo this file"
-        return self._file_failed(prepared.job, "device_error", message)
+        return self._file_failed(prepared.job, FailureKind.DEVICE_ERROR, message)
 
     def _recheck_locked(self, result: FileResult) -> FileResult:
         """A file another run was computing: finished by now (SKIPPED) or still LOCKED."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from .batching import SPECIAL_TOKENS_PER_SEQUENCE, BatchInputs, collate, make_batches
 from .config import ExtractionSettings
-from .failures import RecordFailure
+from .failures import FailureKind, RecordFailure
 from .fasta import FastaContents, FastaError, ProteinRecord, read_fasta
 from .jobs import FileJob
 from .model import LoadedModel
@@ -49,7 +49,7 @@ def refuse_unknown_letters(contents: FastaContents, alphabet: EsmAlphabet) -> Fa
             continue
         shown = ", ".join(repr(chr(letter)) for letter in sorted(set(refused))[:5])
         message = f"sequence contains {shown}, which the model's tokenizer refuses (strict)"
-        failures.append(RecordFailure(record.id, "invalid_character", message))
+        failures.append(RecordFailure(record.id, FailureKind.INVALID_CHARACTER, message))
     return dataclasses.replace(contents, records=kept, failures=failures)
 
 

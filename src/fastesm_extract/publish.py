@@ -63,11 +63,11 @@ def publish(
         log.error("%s: %s (see %s)", job.fasta, message, failure_log.path)
         kinds = tuple(str(failure.kind) for failure in failures)
         return FileResult(
-            job,
-            FAILED,
-            n_read,
-            0,
-            n_read,
+            job=job,
+            status=FAILED,
+            n_read=n_read,
+            n_embedded=0,
+            n_failed=n_read,
             message=message,
             n_invalid=n_invalid,
             failed_kinds=kinds,
@@ -81,12 +81,12 @@ def publish(
             failure_log.path,
         )
     return FileResult(
-        job,
-        WRITTEN,
-        n_read,
-        len(proteins),
-        len(failures),
-        output.n_truncated,
+        job=job,
+        status=WRITTEN,
+        n_read=n_read,
+        n_embedded=len(proteins),
+        n_failed=len(failures),
+        n_truncated=output.n_truncated,
         n_invalid=n_invalid,
         failed_kinds=tuple(str(failure.kind) for failure in failures),
     )
@@ -107,8 +107,8 @@ def file_failed(
     kinds = tuple(str(f.kind) for f in record_failures) if record_failures else (kind,) * n_read
     n_invalid = sum(is_input_failure(k) for k in kinds) if record_failures else 0
     return FileResult(
-        job,
-        FAILED,
+        job=job,
+        status=FAILED,
         n_read=n_read,
         n_failed=n_read,
         message=message,

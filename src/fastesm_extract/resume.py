@@ -27,7 +27,7 @@ from enum import Enum
 from pathlib import Path
 
 from .currency import ModelIdentity, input_changed, model_differences, other_output
-from .failures import is_input_failure
+from .failures import FailureKind, is_input_failure
 from .jobs import FileJob
 from .manifest import (
     FAILED_INPUT,
@@ -131,7 +131,7 @@ def examine_output(
     failed_ids = records.get("failed_ids") or []
     kinds = records.get("failed_kinds") or []
     if len(kinds) != len(failed_ids):  # an older manifest: why they failed is unknown
-        kinds = ["unknown"] * len(failed_ids)
+        kinds = [FailureKind.UNKNOWN] * len(failed_ids)
     passing = [kind for kind in kinds if not is_input_failure(kind)]
     if passing:
         shown = ", ".join(sorted(set(passing)))
@@ -180,8 +180,8 @@ def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> Fi
         log.error("%s: %s", job.fasta, message)
         n = existing.n_invalid
         return FileResult(
-            job,
-            FAILED,
+            job=job,
+            status=FAILED,
             n_read=existing.n_read,
             n_failed=n,
             n_invalid=n,
@@ -194,7 +194,9 @@ def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> Fi
             job.output,
             existing.reason,
         )
-        return FileResult(job, Status.STALE, message=existing.reason.removeprefix("stale: "))
+        return FileResult(
+            job=job, status=Status.STALE, message=existing.reason.removeprefix("stale: ")
+        )
     if existing.n_invalid:
         log.warning(
             "%s: %d records failed for an input reason (listed in %s and its manifest)",
@@ -205,7 +207,12 @@ def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> Fi
     message = "valid output exists" + (f" ({existing.reason})" if existing.reason else "")
     n = existing.n_invalid
     return FileResult(
-        job, SKIPPED, n_failed=n, n_invalid=n, message=message, failed_kinds=existing.invalid_kinds
+        job=job,
+        status=SKIPPED,
+        n_failed=n,
+        n_invalid=n,
+        message=message,
+        failed_kinds=existing.invalid_kinds,
     )
 
 

@@ -15,11 +15,8 @@ from typing import BinaryIO
 import torch
 
 from .archive_check import check_archive_size
+from .errors import OutputError
 from .layout import temporaries_of, temporary_path
-
-
-class OutputError(Exception):
-    """An output file is missing, unloadable or not in the VirNucPro format."""
 
 
 def embeddings_from_block(block: torch.Tensor) -> list[torch.Tensor]:

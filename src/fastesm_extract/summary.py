@@ -27,7 +27,7 @@ class Status(str, Enum):
 WRITTEN, SKIPPED, STALE, LOCKED, FAILED = Status  # the short names the modules use
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FileResult:
     """What happened to one input file."""
 

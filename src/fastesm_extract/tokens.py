@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
@@ -23,10 +24,21 @@ _KNOWN_PROBE = "LAGVSERTIDPKQNFYMHWCXBUZO-."
 # Unknown letters alone, in a run, and between residues: tells the three behaviours apart.
 _UNKNOWN_PROBE = "JJMJ"
 
+
 # How the checkpoint's tokenizer treats a letter outside its vocabulary.
-UNKNOWN_RUN_AS_ONE_UNK = "one <unk> per run"  # EsmTokenizer
-UNKNOWN_LETTER_AS_UNK = "one <unk> per letter"
-UNKNOWN_REFUSED = "refused"  # fair-esm, FastEsmTokenizer: such a record fails
+class UnknownLetters(str, Enum):
+    """How a checkpoint's tokenizer treats letters outside its vocabulary."""
+
+    RUN_AS_ONE_UNK = "one <unk> per run"  # EsmTokenizer
+    LETTER_AS_UNK = "one <unk> per letter"
+    REFUSED = "refused"  # fair-esm, FastEsmTokenizer: such a record fails
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The short names the modules use.
+UNKNOWN_RUN_AS_ONE_UNK, UNKNOWN_LETTER_AS_UNK, UNKNOWN_REFUSED = UnknownLetters
 
 
 class TokenizerMismatchError(ValueError):
@@ -43,7 +55,7 @@ class EsmAlphabet:
     pad_id: int
     unk_id: int
     byte_to_id: np.ndarray  # (256,) int64
-    unknown: str = UNKNOWN_RUN_AS_ONE_UNK
+    unknown: UnknownLetters = UNKNOWN_RUN_AS_ONE_UNK
     vocabulary: bytes = b""  # the one-character tokens, for finding refused letters
 
     @classmethod

@@ -23,6 +23,7 @@ from .model import ModelLoadError
 from .pipeline import Extractor
 from .signals import STOP_SIGNALS, ignore_stop_signals, raise_on_stop_signal
 from .summary import FileResult
+from .worker_messages import WorkerMessage
 
 
 class _Events:
@@ -31,7 +32,7 @@ class _Events:
     def __init__(self, pipe: Connection) -> None:
         self.pipe, self._lock = pipe, threading.Lock()  # a lock of this process only
 
-    def send(self, kind: str, payload: object = None) -> None:
+    def send(self, kind: WorkerMessage, payload: object = None) -> None:
         with self._lock:
             self.pipe.send((kind, payload))
 
@@ -55,11 +56,11 @@ class _EventProgress:
         with self._lock:
             unsent, self._unsent, self._last = self._unsent, 0, time.monotonic()
         if unsent:
-            self.events.send("sequences", unsent)
+            self.events.send(WorkerMessage.SEQUENCES, unsent)
 
     def file_done(self, result: FileResult) -> None:
         self.flush()
-        self.events.send("done", result)
+        self.events.send(WorkerMessage.DONE, result)
 
     def close(self) -> None:
         self.flush()
@@ -68,14 +69,14 @@ class _EventProgress:
 def _jobs_from(tasks: Connection, events: _Events) -> Iterator[FileJob]:
     """Ask the parent for one job at a time until it answers None; confirm each one taken."""
     while True:
-        events.send("want")
+        events.send(WorkerMessage.WANT)
         try:
             job = tasks.recv()
         except EOFError:  # the parent is gone: nobody left to report to
             return
         if job is None:
             return
-        events.send("took", job)
+        events.send(WorkerMessage.TOOK, job)
         yield job
 
 
@@ -109,13 +110,13 @@ def _work(
     try:
         loaded = config.model.load(device)
     except ModelLoadError as error:
-        events.send("fatal", f"{device}: {error}")
+        events.send(WorkerMessage.FATAL, f"{device}: {error}")
         return
-    events.send("ready", device)
+    events.send(WorkerMessage.READY, device)
     progress = _EventProgress(events)
     extractor = Extractor(loaded, config.settings, FailureLog(config.failure_log), False)
     summary = extractor.run(_jobs_from(tasks, events), progress)
     progress.close()
     if summary.stopped:  # this device failed: its worker stops, the others go on
-        events.send("stopped", f"{device}: {summary.stopped}")
-    events.send("exit", extractor.failure_log.problem)
+        events.send(WorkerMessage.STOPPED, f"{device}: {summary.stopped}")
+    events.send(WorkerMessage.EXIT, extractor.failure_log.problem)

@@ -1,0 +1,43 @@
+"""The errors the tool reports to its users, each carrying the exit status it ends a
+command with, so that the command line maps them in one place (`cli.py`).
+
+`2`: the command cannot run as given (usage, inputs, model); `1`: the data is at fault (a
+FASTA, an output or a merge input that cannot be used). Errors a run records and goes on
+from (a bad record, file or batch) never reach the command line: they are in its summary.
+"""
+
+from __future__ import annotations
+
+from .exit_codes import EXIT_FAILURES, EXIT_USAGE
+
+
+class ExtractError(Exception):
+    """Base of the tool's own errors; `exit_status` is what the command exits with."""
+
+    exit_status = EXIT_FAILURES
+
+
+class UsageError(ExtractError):
+    """The command cannot run as given: fix the arguments, paths or model."""
+
+    exit_status = EXIT_USAGE
+
+
+class InputError(UsageError):
+    """The inputs cannot be turned into jobs; the message says which path and why."""
+
+
+class ModelLoadError(UsageError, RuntimeError):
+    """The model cannot be loaded or used as asked; the message says why and what to do."""
+
+
+class FastaError(ExtractError):
+    """The whole file is unusable: unreadable, not FASTA, or without records."""
+
+
+class OutputError(ExtractError):
+    """An output file is missing, unloadable or not in the VirNucPro format."""
+
+
+class MergeError(ExtractError):
+    """The inputs cannot be merged; the message names the file and the reason."""
