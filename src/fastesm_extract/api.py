@@ -28,6 +28,7 @@ from .pipeline import Extractor
 from .resume import BUILD, INVALID, STALE, examine_output
 from .runner import run
 from .same_file import refuse_writing_over_inputs
+from .shards import Shard
 from .sources import SplitSource, file_jobs
 from .split import SplitPart
 from .store import load_embeddings
@@ -141,27 +142,68 @@ def extract_fast_esm(
 
 
 def extract_files(
-    inputs: Sequence[str | Path], output_dir: str | Path | None = None, **options
+    inputs: Sequence[str | Path],
+    output_dir: str | Path | None = None,
+    *,
+    model: str | torch.nn.Module | LoadedModel = DEFAULT_MODEL,
+    tokenizer: object | None = None,
+    revision: str | None = None,
+    dtype: str | None = None,
+    device: str = DEFAULT_DEVICE,
+    devices: str | Sequence[str] | None = None,
+    shard: Shard | str | None = None,
+    toks_per_batch: int = DEFAULT_TOKS_PER_BATCH,
+    truncation_seq_length: int = DEFAULT_TRUNCATION_SEQ_LENGTH,
+    overwrite: bool = False,
+    redo_stale: bool = False,
+    accept_invalid: bool = False,
+    accept_stale: bool = False,
+    failure_log: str | Path | None = None,
+    show_progress: bool = True,
+    compile: bool = False,
+    compile_cache: str | Path | None = None,
 ) -> RunSummary:
     """Embed many FASTA files (or folders of them) with the model loaded once per device.
 
-    `options` are `resolve_config`'s keywords, which say what each means: `model` (hub ID,
+    The keywords are `resolve_config`'s, which says what each means: `model` (hub ID,
     folder, module or `LoadedModel`), `tokenizer`, `revision`, `dtype`, `device` or
     `devices`, `shard`, `toks_per_batch`, `truncation_seq_length`, `overwrite`,
-    `redo_stale`, `accept_invalid`, `failure_log`, `show_progress`, `compile` (run the
-    forward through torch.compile: worth it for long GPU runs; manifests record it) and
-    `compile_cache` (the folder of its on-disk caches, which later runs and workers reuse).
+    `redo_stale`, `accept_invalid`, `accept_stale`, `failure_log`, `show_progress`,
+    `compile` (run the forward through torch.compile: worth it for long GPU runs; manifests
+    record it) and `compile_cache` (the folder of its on-disk caches, which later runs and
+    workers reuse).
 
-    Outputs go beside each input, or under `output_dir` keeping folder layout. Finished
-    outputs are skipped unless `overwrite`; outputs whose manifest shows another input, model
-    or setting are reported as stale and kept, or rebuilt with `redo_stale`; with
-    `accept_invalid`, records that failed for an input reason leave `summary.ok` True.
+    Outputs go beside each input, or under `output_dir` keeping folder layout. Current
+    outputs are skipped unless `overwrite` (the model is not loaded when nothing needs
+    computing); an output whose input changed is rebuilt; one of another model or truncation
+    is kept as stale (`summary.ok` False unless `accept_stale`), or rebuilt with
+    `redo_stale`; with `accept_invalid`, records that failed for an input reason leave
+    `summary.ok` True. `summary.to_dict()` is what `--summary-json` writes.
     Reading and writing overlap with compute. With several `devices` (the model given by
     name), one worker process per device takes files as it frees up; with a `shard`, only
     that share of the files is done, and a torchrun shard (`shard_from_environment()`) puts
     the default device "cuda" on the rank's own GPU, `cuda:LOCAL_RANK`.
     """
-    config = resolve_config(log_dir=output_dir, **options)
+    config = resolve_config(
+        log_dir=output_dir,
+        model=model,
+        tokenizer=tokenizer,
+        revision=revision,
+        dtype=dtype,
+        device=device,
+        devices=devices,
+        shard=shard,
+        toks_per_batch=toks_per_batch,
+        truncation_seq_length=truncation_seq_length,
+        overwrite=overwrite,
+        redo_stale=redo_stale,
+        accept_invalid=accept_invalid,
+        accept_stale=accept_stale,
+        failure_log=failure_log,
+        show_progress=show_progress,
+        compile=compile,
+        compile_cache=compile_cache,
+    )
     return run(file_jobs(list(inputs), output_dir, config.failure_log), config)
 
 

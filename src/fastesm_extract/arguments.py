@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from . import __version__
-from .config import DEFAULT_DEVICE, DEFAULT_TOKS_PER_BATCH, DEFAULT_TRUNCATION_SEQ_LENGTH
 from .layout import FAILURE_LOG_NAME, PARTS_FOLDER
 from .model import DEFAULT_MODEL
+from .settings import DEFAULT_DEVICE, DEFAULT_TOKS_PER_BATCH, DEFAULT_TRUNCATION_SEQ_LENGTH
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,11 @@
 """One run configuration, built and resolved once, for the CLI, the Python API and workers.
 
-`resolve_config` turns what a front end was given (model name or object, `device` or
-`devices`, shard, settings, failure log) into a frozen `RunConfig`; everything below it
-(sources, runner, pipeline, worker processes) reads that object and nothing else.
+The plain settings and their defaults are in `settings.py` (a leaf: no model, no file
+system); this module resolves them against the world: devices, environment shards, the
+failure log's folder, the model. `resolve_config` turns what a front end was given (model
+name or object, `device` or `devices`, shard, settings, failure log) into a frozen
+`RunConfig`; everything below it (sources, runner, pipeline, worker processes) reads that
+object and nothing else.
 """
 
 from __future__ import annotations
@@ -16,31 +19,14 @@ import torch
 from .jobs import InputError, check_failure_log
 from .layout import FAILURE_LOG_NAME
 from .model import DEFAULT_MODEL, LoadedModel, ModelLoadError, load_model, prepare_model
+from .settings import (  # noqa: F401 - re-exported: the settings of a run config
+    DEFAULT_DEVICE,
+    DEFAULT_TOKS_PER_BATCH,
+    DEFAULT_TRUNCATION_SEQ_LENGTH,
+    ExtractionSettings,
+    lock_stale_after_s,
+)
 from .shards import Shard, parse_shard, shard_from_environment
-
-# The original ESM2 settings (fair-esm's extract.py), the defaults of every entry point.
-DEFAULT_TOKS_PER_BATCH = 2048
-DEFAULT_TRUNCATION_SEQ_LENGTH = 1024
-DEFAULT_DEVICE = "cuda"
-
-
-@dataclass(frozen=True)
-class ExtractionSettings:
-    """How sequences are cut and grouped, and what a rerun does with existing outputs."""
-
-    toks_per_batch: int = DEFAULT_TOKS_PER_BATCH
-    truncation_seq_length: int = DEFAULT_TRUNCATION_SEQ_LENGTH
-    overwrite: bool = False
-    redo_stale: bool = False  # rebuild outputs whose manifest shows other inputs or settings
-    accept_invalid: bool = False  # records failed for an input reason do not fail the run
-    accept_stale: bool = False  # outputs of another model or truncation do not fail the run
-    prefetch_files: int = 2  # files read and tokenized ahead of the device
-    compile: bool = False  # torch.compile the forward (forward.py); outputs equal within 1e-5
-    compile_cache: str | None = None  # folder for torch's compile caches (default: torch's)
-
-    def __post_init__(self) -> None:
-        if self.toks_per_batch < 1 or self.truncation_seq_length < 1:
-            raise ValueError("toks_per_batch and truncation_seq_length must be positive")
 
 
 @dataclass(frozen=True)

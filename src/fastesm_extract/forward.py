@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from .batching import SPECIAL_TOKENS_PER_SEQUENCE, BatchInputs
-from .config import ExtractionSettings
 from .embed import is_out_of_memory
 from .model import LoadedModel
+from .settings import ExtractionSettings
 
 log = logging.getLogger("fastesm_extract")
 

@@ -6,7 +6,7 @@ process from a later one given the same pid: the boot id and the process's start
 holder touches its locks every `HEARTBEAT_S` seconds. A lock left by a killed run never
 blocks forever: it is stale when its process is gone (same host: pid dead, or reused by a
 process started at another time, or the machine rebooted since; in a container the tool is
-often pid 1 after every restart), or when its heartbeat is older than `STALE_AFTER_S` (any
+often pid 1 after every restart), or when its heartbeat is older than `lock_stale_after_s()` (any
 host, e.g. a node that died). Locks written before the boot id and start time were recorded
 are judged by their pid alone.
 """
@@ -26,11 +26,11 @@ from pathlib import Path
 
 from .failures import describe_write_error
 from .layout import lock_path
+from .settings import lock_stale_after_s
 
 log = logging.getLogger("fastesm_extract")
 
 HEARTBEAT_S = 60.0
-STALE_AFTER_S = float(os.environ.get("FASTESM_EXTRACT_LOCK_STALE_S", 15 * 60))
 
 
 # An empty lock is one whose creator died (or failed) between creating and writing it,
@@ -93,10 +93,12 @@ def _holder_is_gone(holder: dict) -> bool:
     return recorded is not None and now is not None and int(recorded) != now  # pid reused
 
 
-def is_stale(content: bytes, age_s: float, stale_after_s: float = STALE_AFTER_S) -> bool:
+def is_stale(content: bytes, age_s: float, stale_after_s: float | None = None) -> bool:
     """True when the lock's owner is gone: it is a dead process of this host (or its pid
     now belongs to another process), it has not renewed the lock for `stale_after_s`
     seconds, or the lock stayed empty for `EMPTY_LOCK_GRACE_S`."""
+    if stale_after_s is None:
+        stale_after_s = lock_stale_after_s()
     if age_s > stale_after_s or (not content and age_s > EMPTY_LOCK_GRACE_S):
         return True
     try:
@@ -149,8 +151,9 @@ def _write_lock(path: Path, content: bytes) -> bool:
 class OutputLocks:
     """The output locks this process holds, renewed by a heartbeat thread until `close()`."""
 
-    def __init__(self, stale_after_s: float = STALE_AFTER_S, heartbeat_s: float = HEARTBEAT_S):
-        self.stale_after_s, self.heartbeat_s = stale_after_s, heartbeat_s
+    def __init__(self, stale_after_s: float | None = None, heartbeat_s: float = HEARTBEAT_S):
+        self.stale_after_s = lock_stale_after_s() if stale_after_s is None else stale_after_s
+        self.heartbeat_s = heartbeat_s
         self._held: dict[Path, bytes] = {}
         self._mutex = threading.Lock()
         self._closed = threading.Event()

@@ -20,7 +20,6 @@ import torch
 
 from .claim import claim_output
 from .compute import ComputedFile, assemble_output, compute_file
-from .config import ExtractionSettings
 from .embed import DeviceFailedError, DeviceHealth
 from .failures import FailureKind, FailureLog
 from .fasta import FastaContents, FastaError, read_fasta, record_ids
@@ -39,6 +38,7 @@ from .prepare import (
 from .progress import ProgressSink, RunProgress
 from .publish import FileOutput, file_failed, publish, record_invalid_input
 from .resume import FINISHED, ExistingOutput, examine_output, kept_result
+from .settings import ExtractionSettings
 from .store import OutputError, load_embeddings
 from .summary import FAILED, LOCKED, FileResult, RunSummary
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .batching import SPECIAL_TOKENS_PER_SEQUENCE, BatchInputs, collate, make_batches
-from .config import ExtractionSettings
 from .failures import FailureKind, RecordFailure
 from .fasta import FastaContents, FastaError, ProteinRecord, read_fasta
 from .jobs import FileJob
 from .model import LoadedModel
 from .nucleotide import NUCLEOTIDE, refuse_nucleotide_records
+from .settings import ExtractionSettings
 from .tokens import UNKNOWN_REFUSED, EsmAlphabet
 
 log = logging.getLogger("fastesm_extract")

@@ -16,12 +16,12 @@ import torch
 
 from .call_model import model_for_call
 from .compute import assemble_output, compute_file
-from .config import DEFAULT_TOKS_PER_BATCH, DEFAULT_TRUNCATION_SEQ_LENGTH, ExtractionSettings
 from .failures import RecordFailure
 from .fasta import FastaContents, ProteinRecord, record_from_pair
 from .jobs import FileJob
 from .model import LoadedModel
 from .prepare import NoUsableRecordsError, prepare_file, warn_about_records
+from .settings import DEFAULT_TOKS_PER_BATCH, DEFAULT_TRUNCATION_SEQ_LENGTH, ExtractionSettings
 
 IN_MEMORY = Path("<memory>")  # what warnings name instead of a file
 
