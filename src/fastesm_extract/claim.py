@@ -15,35 +15,19 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from .fasta import FastaContents, read_fasta
-from .jobs import FileJob
+from .handoff import LOCKED, Claim, FileJob, FileResult
 from .locks import OutputLocks
 from .manifest import sha256_of
 from .prepare import can_skip_reading
 from .resume import BUILD, ExistingOutput, kept_result
 from .store import remove_leftover_temporaries
-from .summary import LOCKED, FileResult
 
 log = logging.getLogger("fastesm_extract")
 
 Examine = Callable[[FileJob, str, FastaContents | None], ExistingOutput]
-
-
-@dataclass
-class Claim:
-    """The right to build `job.output`: this run holds its lock."""
-
-    job: FileJob
-    contents: FastaContents | None  # the input, when it was read to be examined
-    reason: str  # why an existing output is replaced ("" for a new one)
-    handed_over: bool = False
-
-    def hand_over(self) -> None:
-        """The lock now belongs to whoever writes the file (released after publishing)."""
-        self.handed_over = True
 
 
 @contextlib.contextmanager

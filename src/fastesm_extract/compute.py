@@ -4,7 +4,6 @@ failing their records alone) -> pool into one float32 block -> validate into a `
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
@@ -12,21 +11,9 @@ from .batching import BatchInputs, collate
 from .embed import DeviceHealth, embed_with_oom_split
 from .failures import FailureKind, RecordFailure
 from .forward import Forward
+from .handoff import ComputedFile, FileOutput, PreparedFile
 from .model import LoadedModel
-from .prepare import PreparedFile
-from .publish import FileOutput
 from .store import OutputError, embeddings_from_block, finite_rows, validate_block
-
-
-@dataclass(frozen=True)
-class ComputedFile:
-    """Embeddings of a file on the CPU, one row per record in FASTA order."""
-
-    prepared: PreparedFile
-    block: torch.Tensor  # (n_records, hidden) float32
-    embedded: torch.Tensor  # (n_records,) bool: rows holding a valid embedding
-    failures: list[RecordFailure]  # compute-time failures, in addition to parse failures
-    compiled: bool = False  # every batch ran through the compiled forward
 
 
 def compute_file(

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
 from .folders import files_under
+from .handoff import FileJob  # noqa: F401 - defined with the other hand-offs
 from .layout import is_fasta_name, output_path_for
-
-
-@dataclass(frozen=True)
-class FileJob:
-    """One FASTA file and the `_ESM.pt` it becomes (None: embedded in memory only)."""
-
-    fasta: Path
-    output: Path | None
 
 
 def plan_jobs(inputs: list[str | Path], output_dir: str | Path | None = None) -> list[FileJob]:

@@ -6,33 +6,17 @@ import dataclasses
 import logging
 import os
 import stat
-from dataclasses import dataclass
 
-import numpy as np
-
-from .batching import SPECIAL_TOKENS_PER_SEQUENCE, BatchInputs, collate, make_batches
+from .batching import SPECIAL_TOKENS_PER_SEQUENCE, collate, make_batches
 from .failures import FailureKind, RecordFailure
 from .fasta import FastaContents, FastaError, ProteinRecord, read_fasta
-from .jobs import FileJob
+from .handoff import FileJob, PreparedFile
 from .model import LoadedModel
 from .nucleotide import NUCLEOTIDE, refuse_nucleotide_records
 from .settings import ExtractionSettings
 from .tokens import UNKNOWN_REFUSED, EsmAlphabet
 
 log = logging.getLogger("fastesm_extract")
-
-
-@dataclass(frozen=True)
-class PreparedFile:
-    """A file read, tokenized and batched, ready for the device."""
-
-    job: FileJob
-    contents: FastaContents
-    tokens: list[np.ndarray]  # residue token ids per record, truncated
-    batches: list[BatchInputs]
-    n_truncated: int
-    started: str = ""
-    rebuild_reason: str = ""  # why an existing output is being replaced, if one is
 
 
 def refuse_unknown_letters(contents: FastaContents, alphabet: EsmAlphabet) -> FastaContents:

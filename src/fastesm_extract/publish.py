@@ -7,14 +7,11 @@ through here, so an output, its manifest and its failure-log lines always agree.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-
-import torch
 
 from .failures import WHOLE_FILE, FailureLog, RecordFailure, is_input_failure
 from .fasta import FastaContents
+from .handoff import FAILED, WRITTEN, FileJob, FileOutput, FileResult
 from .input_read import InputRead
-from .jobs import FileJob
 from .manifest import (
     FAILED_INPUT,
     ManifestError,
@@ -24,20 +21,8 @@ from .manifest import (
     save_output_and_manifest,
     write_manifest,
 )
-from .summary import FAILED, WRITTEN, FileResult
 
 log = logging.getLogger("fastesm_extract")
-
-
-@dataclass(frozen=True)
-class FileOutput:
-    """A file's checked embeddings in FASTA order, and every record that has none."""
-
-    proteins: list[str]
-    data: list[torch.Tensor]  # (hidden,) float32 each
-    failures: list[RecordFailure]  # parse failures, then compute failures
-    n_read: int
-    n_truncated: int = 0
 
 
 def publish(

@@ -4,43 +4,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
-from .jobs import FileJob
+from .handoff import (  # noqa: F401 - re-exported: the statuses and results runs report
+    FAILED,
+    LOCKED,
+    SKIPPED,
+    STALE,
+    WRITTEN,
+    FileJob,
+    FileResult,
+    Status,
+)
 from .summary_json import summary_as_dict
-
-
-class Status(str, Enum):
-    """The outcome of one file (or one merged pair); equal to its text: `"written"`, ..."""
-
-    WRITTEN = "written"
-    SKIPPED = "skipped"  # a finished output was kept
-    STALE = "stale"  # an output of another input, model or setting was kept and reported
-    LOCKED = "locked"  # being computed by another run: skipped by this one
-    FAILED = "failed"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-WRITTEN, SKIPPED, STALE, LOCKED, FAILED = Status  # the short names the modules use
-
-
-@dataclass(frozen=True, kw_only=True)
-class FileResult:
-    """What happened to one input file."""
-
-    job: FileJob
-    status: Status
-    n_read: int = 0
-    n_embedded: int = 0
-    n_failed: int = 0  # records without an embedding in the output on disk
-    n_truncated: int = 0
-    message: str = ""
-    n_invalid: int = 0  # of n_failed: failed for an input reason (reported on every rerun)
-    rebuilt_because: str = ""  # WRITTEN over an existing output: why it was replaced
-    failed_kinds: tuple[str, ...] = ()  # the failure kind of each of the n_failed records
 
 
 @dataclass
