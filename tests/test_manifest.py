@@ -119,3 +119,30 @@ def test_the_requested_revision_is_recorded(tiny_checkpoint, tmp_path):
     run(loaded, [fasta], tmp_path / "out")
     model = json.loads((tmp_path / "out" / "p_ESM.pt.json").read_text())["model"]
     assert (model["revision"], model["commit_hash"]) == ("v1.0", None)
+
+
+def test_the_typed_manifest_reads_what_was_written_and_old_manifests_too(tiny_model, tmp_path):
+    import pytest
+
+    from fastesm_extract.manifest import load_manifest
+    from fastesm_extract.manifest_schema import Manifest
+
+    fasta = tmp_path / "p.fa"
+    fasta.write_bytes(b">a\nMKT\n>bad\nMK1\n")
+    run(tiny_model, [fasta], tmp_path / "out", toks_per_batch=512)
+    output = tmp_path / "out" / "p_ESM.pt"
+    typed = load_manifest(output)
+    raw = json.loads(manifest_path(output).read_text())
+    assert typed.state == "complete" and typed.input.sha256 == sha256_of(fasta)
+    assert typed.output.size == output.stat().st_size and typed.output.sha256 == sha256_of(output)
+    assert typed.records.failed_ids == ("bad",) and typed.records.failed_kinds == (
+        "invalid_character",
+    )
+    assert typed.model.hidden_size == 32 and typed.model.id == raw["model"]["id"]
+    assert (typed.truncation_seq_length, typed.toks_per_batch) == (1024, 512)
+    # A manifest of an older version: no state, output or kinds; absent fields are empty.
+    old = Manifest.from_json({"input": {"sha256": "ab"}, "records": {"failed_ids": ["x"]}})
+    assert old.state == "complete" and old.output is None and old.records.failed_kinds == ()
+    assert old.model.id is None and old.input.sha256 == "ab"
+    with pytest.raises(ValueError, match="'model.hidden_size' is \"32\", not integer"):
+        Manifest.from_json({"model": {"hidden_size": "32"}})

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .manifest_schema import Manifest, ManifestModel
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelIdentity:
@@ -33,52 +35,46 @@ def local_model_path(model_id: str) -> str | None:
     return str(path.resolve()) if path.is_dir() else None
 
 
-def _same_model_id(model: dict, identity: ModelIdentity) -> bool:
-    if model.get("id") == identity.model_id:
+def _same_model_id(model: ManifestModel, identity: ModelIdentity) -> bool:
+    if model.id == identity.model_id:
         return True
     here = local_model_path(identity.model_id)
-    return here is not None and model.get("local_path") == here
+    return here is not None and model.local_path == here
 
 
-def model_differences(manifest: dict, identity: ModelIdentity) -> list[str]:
+def model_differences(manifest: Manifest, identity: ModelIdentity) -> list[str]:
     """Why an output with `manifest` was made by another model or truncation; empty when the
     same (the reasons an output is stale)."""
     reasons = []
-    model = manifest.get("model", {})
+    model = manifest.model
     if not _same_model_id(model, identity):
-        reasons.append(f"model {model.get('id')!r} != {identity.model_id!r}")
-    recorded_commit, commit = model.get("commit_hash"), identity.commit_hash
-    if recorded_commit and commit:
-        if recorded_commit != commit:
-            reasons.append(f"model commit {recorded_commit[:12]} != {commit[:12]}")
-    else:
-        recorded, revision = model.get("revision"), identity.revision
-        if recorded and revision and recorded != revision:
-            reasons.append(f"model revision {recorded!r} != {revision!r}")
-    recorded_size = model.get("hidden_size")
-    if recorded_size is not None and recorded_size != identity.hidden_size:
-        reasons.append(f"hidden size {recorded_size} != {identity.hidden_size}")
-    recorded_length = manifest.get("settings", {}).get("truncation_seq_length")
-    if recorded_length is not None and recorded_length != identity.truncation_seq_length:
-        reasons.append(
-            f"truncation_seq_length {recorded_length} != {identity.truncation_seq_length}"
-        )
+        reasons.append(f"model {model.id!r} != {identity.model_id!r}")
+    if model.commit_hash and identity.commit_hash:
+        if model.commit_hash != identity.commit_hash:
+            reasons.append(f"model commit {model.commit_hash[:12]} != {identity.commit_hash[:12]}")
+    elif model.revision and identity.revision and model.revision != identity.revision:
+        reasons.append(f"model revision {model.revision!r} != {identity.revision!r}")
+    if model.hidden_size is not None and model.hidden_size != identity.hidden_size:
+        reasons.append(f"hidden size {model.hidden_size} != {identity.hidden_size}")
+    length = manifest.truncation_seq_length
+    if length is not None and length != identity.truncation_seq_length:
+        reasons.append(f"truncation_seq_length {length} != {identity.truncation_seq_length}")
     return reasons
 
 
-def input_changed(manifest: dict, input_sha256: str) -> bool:
-    return manifest.get("input", {}).get("sha256") != input_sha256
+def input_changed(manifest: Manifest, input_sha256: str) -> bool:
+    return manifest.input.sha256 != input_sha256
 
 
-def other_output(manifest: dict, output_size: int, output_sha256: str, n_records: int) -> str:
+def other_output(manifest: Manifest, output_size: int, output_sha256: str, n_records: int) -> str:
     """Why the output on disk is not the one `manifest` describes (copied or moved over
     it); empty when it is."""
-    recorded = manifest.get("output")
+    recorded = manifest.output
     if recorded is not None:
-        if recorded.get("size") != output_size or recorded.get("sha256") != output_sha256:
+        if recorded.size != output_size or recorded.sha256 != output_sha256:
             return "it is not the output its manifest describes (replaced or copied over)"
         return ""
-    embedded = manifest.get("records", {}).get("embedded")
+    embedded = manifest.records.embedded
     if embedded is not None and embedded != n_records:
         return f"it holds {n_records} records, its manifest says {embedded} (replaced?)"
     return ""

@@ -30,7 +30,7 @@ from .currency import ModelIdentity, local_model_path
 from .failures import RecordFailure
 from .input_read import InputRead
 from .layout import manifest_path
-from .manifest_schema import manifest_problems
+from .manifest_schema import Manifest, manifest_problems
 from .model import LoadedModel
 from .store import atomic_write, save_embeddings_atomic
 
@@ -176,13 +176,13 @@ def pending_manifest(started: str) -> dict:
     }
 
 
-def is_complete(manifest: dict) -> bool:
+def is_complete(manifest: Manifest) -> bool:
     """False for a pending (or failed) manifest: its output was never completed by this tool.
 
     Manifests from before the pending state existed were written after their output, so a
     manifest without a state is complete.
     """
-    return manifest.get("state", COMPLETE) == COMPLETE
+    return manifest.state == COMPLETE
 
 
 def file_identity(path: str | Path) -> dict:
@@ -231,3 +231,9 @@ def read_manifest(output: str | Path) -> dict | None:
     if problems:
         raise ManifestError(f"manifest {path} is damaged: {'; '.join(problems[:3])}")
     return content
+
+
+def load_manifest(output: str | Path) -> Manifest | None:
+    """The typed manifest of `output` (see `read_manifest`; same errors), or None."""
+    content = read_manifest(output)
+    return None if content is None else Manifest.from_json(content)

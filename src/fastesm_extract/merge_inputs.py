@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .errors import MergeError
-from .manifest import ManifestError, is_complete, read_manifest
+from .manifest import ManifestError, is_complete, load_manifest
 from .store import OutputError, load_embeddings, load_weights_only
 
 DNABERT_S_DIM = 768
@@ -134,13 +134,12 @@ def load_esm(path: str | Path, expect_dim: int | None = None) -> tuple[list[str]
 def recorded_hidden_size(esm: Path) -> int | None:
     """The hidden size the complete manifest of `esm` records, if it has one."""
     try:
-        manifest = read_manifest(esm)
+        manifest = load_manifest(esm)
     except ManifestError:
         return None
     if manifest is None or not is_complete(manifest):
         return None
-    size = manifest.get("model", {}).get("hidden_size")
-    return size if isinstance(size, int) else None
+    return manifest.model.hidden_size
 
 
 def esm_width(esm: Path) -> int | None:

@@ -17,7 +17,7 @@ from .manifest import (
     ManifestError,
     Provenance,
     build_manifest,
-    read_manifest,
+    load_manifest,
     save_output_and_manifest,
     write_manifest,
 )
@@ -115,9 +115,8 @@ def record_invalid_input(
     if not all(is_input_failure(f.kind) for f in contents.failures):
         return
     try:
-        if (existing := read_manifest(job.output)) is not None and existing.get(
-            "state"
-        ) != FAILED_INPUT:
+        existing = load_manifest(job.output)
+        if existing is not None and existing.state != FAILED_INPUT:
             return
         manifest = build_manifest(
             provenance,

@@ -33,9 +33,10 @@ from .manifest import (
     FAILED_INPUT,
     ManifestError,
     is_complete,
-    read_manifest,
+    load_manifest,
     sha256_of,
 )
+from .manifest_schema import Manifest
 from .store import OutputError, load_embeddings
 from .summary import FAILED, SKIPPED, FileResult, Status
 
@@ -71,19 +72,17 @@ class ExistingOutput:
 def _invalid_input_verdict(job: FileJob, identity: ModelIdentity, input_sha256: str):
     """INVALID for an input whose "failed" manifest still describes it; else BUILD."""
     try:
-        manifest = read_manifest(job.output)
+        manifest = load_manifest(job.output)
     except ManifestError:
         return ExistingOutput(BUILD)
-    if manifest is None or manifest.get("state") != FAILED_INPUT:
+    if manifest is None or manifest.state != FAILED_INPUT:
         return ExistingOutput(BUILD)
     if input_changed(manifest, input_sha256) or model_differences(manifest, identity):
         return ExistingOutput(BUILD)
-    records = manifest.get("records", {})
-    kinds = tuple(records.get("failed_kinds") or ())
+    kinds = manifest.records.failed_kinds
     n = len(kinds)
-    return ExistingOutput(
-        INVALID, "none of its records is valid input", n, records.get("read", n), kinds
-    )
+    n_read = manifest.records.read if manifest.records.read is not None else n
+    return ExistingOutput(INVALID, "none of its records is valid input", n, n_read, kinds)
 
 
 def examine_output(
@@ -108,7 +107,7 @@ def examine_output(
     except OutputError as error:
         return ExistingOutput(BUILD, f"existing output is unusable: {error}")
     try:
-        manifest = read_manifest(job.output)
+        manifest = load_manifest(job.output)
     except ManifestError as error:  # ours, and no longer telling what the output is
         return ExistingOutput(BUILD, str(error))
     if manifest is not None and not is_complete(manifest):
@@ -127,9 +126,8 @@ def examine_output(
         reasons = [f"{dimension} dimensions, this model gives {identity.hidden_size}"]
     if reasons:
         return ExistingOutput(BUILD if redo_stale else STALE, "stale: " + "; ".join(reasons))
-    records = manifest.get("records", {})
-    failed_ids = records.get("failed_ids") or []
-    kinds = records.get("failed_kinds") or []
+    failed_ids = manifest.records.failed_ids
+    kinds = list(manifest.records.failed_kinds)
     if len(kinds) != len(failed_ids):  # an older manifest: why they failed is unknown
         kinds = [FailureKind.UNKNOWN] * len(failed_ids)
     passing = [kind for kind in kinds if not is_input_failure(kind)]
@@ -139,12 +137,12 @@ def examine_output(
     return ExistingOutput(FINISHED, n_invalid=len(kinds), invalid_kinds=tuple(kinds))
 
 
-def _other_output(output: Path, manifest: dict, n_records: int) -> str:
-    recorded = manifest.get("output") or {}
+def _other_output(output: Path, manifest: Manifest, n_records: int) -> str:
+    recorded = manifest.output
     size = os.stat(output).st_size
-    if recorded and recorded.get("size") != size:
-        return other_output(manifest, size, "", n_records)
-    digest = sha256_of(output) if recorded else ""
+    if recorded is not None and recorded.size != size:
+        return other_output(manifest, size, "", n_records)  # no need to hash it
+    digest = sha256_of(output) if recorded is not None else ""
     return other_output(manifest, size, digest, n_records)
 
 
@@ -220,7 +218,7 @@ def finished_before_death(job: FileJob) -> bool:
     """True when a worker that died had completed `job` (output and its complete manifest
     for this very input) but could not say so."""
     try:
-        manifest = read_manifest(job.output)
+        manifest = load_manifest(job.output)
     except ManifestError:
         return False
     if manifest is None or not is_complete(manifest) or not job.output.exists():

@@ -17,7 +17,7 @@ from .layout import (
     part_output_name,
     parts_folder,
 )
-from .manifest import ManifestError, read_manifest
+from .manifest import ManifestError, load_manifest
 from .same_file import refuse_writing_over_inputs
 from .split import SplitPart, files_a_split_may_write, split_fasta
 
@@ -95,10 +95,10 @@ class SplitSource:
         if not stale.exists():
             return
         try:
-            manifest = read_manifest(stale)
+            manifest = load_manifest(stale)
         except ManifestError:
             manifest = None
-        if manifest is not None and manifest.get("input", {}).get("sha256") == sha256:
+        if manifest is not None and manifest.input.sha256 == sha256:
             return
         log.warning("%s: part %d changed; removing its old output %s", self.fasta, index, stale)
         stale.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from .fasta import FastaError, read_fasta
 from .folders import files_under
 from .layout import fasta_candidates, is_output_name
-from .manifest import ManifestError, file_identity, is_complete, read_manifest
+from .manifest import ManifestError, file_identity, is_complete, load_manifest
 from .store import OutputError, load_embeddings
 
 
@@ -106,20 +106,20 @@ def _verify(report: VerifyReport, fasta: str | Path | None, expected_dim: int | 
             "give --expect-dim if it is meant"
         )
     try:
-        manifest = read_manifest(report.output)
+        manifest = load_manifest(report.output)
     except ManifestError as error:
         report.problems.append(str(error))
         manifest = None
     if manifest is not None and not is_complete(manifest):
         report.problems.append("never completed: its run was interrupted (rerun extract)")
         return
-    if manifest is not None and (recorded := manifest.get("output")):
-        if recorded != file_identity(report.output):
+    if manifest is not None and (recorded := manifest.output) is not None:
+        if (recorded.size, recorded.sha256) != tuple(file_identity(report.output).values()):
             report.problems.append(
                 "not the output its manifest describes (replaced or copied over): rerun extract"
             )
     if fasta is None and manifest is not None:
-        recorded = Path(manifest.get("input", {}).get("absolute_path", ""))
+        recorded = Path(manifest.input.absolute_path or "")
         fasta = recorded if recorded.is_file() else None
     report.fasta = Path(fasta) if fasta is not None else fasta_beside(report.output)
     if report.fasta is None:
@@ -132,12 +132,11 @@ def _verify(report: VerifyReport, fasta: str | Path | None, expected_dim: int | 
         return
     failed: list[str] = []
     if manifest is not None:
-        records = manifest.get("records", {})
-        failed = list(records.get("failed_ids", []))
-        if records.get("embedded") != len(proteins):
+        failed = list(manifest.records.failed_ids)
+        if manifest.records.embedded != len(proteins):
             report.problems.append(
-                f"manifest says {records.get('embedded')} embedded, file has {len(proteins)}"
+                f"manifest says {manifest.records.embedded} embedded, file has {len(proteins)}"
             )
-        if manifest.get("input", {}).get("sha256") != contents.sha256:
+        if manifest.input.sha256 != contents.sha256:
             report.problems.append("the FASTA changed since this output was made")
     _compare_ids(report, proteins, [record.id for record in contents.records], failed, manifest)
