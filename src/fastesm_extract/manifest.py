@@ -176,12 +176,14 @@ def pending_manifest(started: str) -> dict:
     }
 
 
-def is_complete(manifest: Manifest) -> bool:
+def is_complete(manifest: Manifest | dict) -> bool:
     """False for a pending (or failed) manifest: its output was never completed by this tool.
 
     Manifests from before the pending state existed were written after their output, so a
     manifest without a state is complete.
     """
+    if isinstance(manifest, dict):  # the JSON as `read_manifest` gives it
+        return manifest.get("state", COMPLETE) == COMPLETE
     return manifest.state == COMPLETE
 
 
