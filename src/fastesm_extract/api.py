@@ -19,13 +19,13 @@ from .config import (
 )
 from .currency import ModelIdentity
 from .failures import FailureLog
-from .fasta import read_fasta, record_ids
 from .jobs import FileJob
 from .layout import manifest_path
-from .manifest import Provenance, sha256_of
+from .manifest import Provenance
 from .model import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel
 from .pipeline import Extractor
-from .resume import BUILD, INVALID, STALE, examine_output
+from .plan import examine_job
+from .resume import BUILD, INVALID, STALE
 from .runner import run
 from .same_file import refuse_writing_over_inputs
 from .shards import Shard
@@ -56,15 +56,9 @@ def _finished_output(
 ) -> tuple[list[str], list[torch.Tensor]] | None:
     """The contents of `job.output` when the CLI would keep it (valid and current, or stale
     without `redo_stale`); None when it must be computed."""
-    if settings.overwrite or not job.output.exists() or not job.fasta.is_file():
+    if settings.overwrite or not job.output.exists():
         return None
-    existing = examine_output(
-        job,
-        _identity(loaded, settings, device),
-        sha256_of(job.fasta),
-        input_ids=lambda: record_ids(read_fasta(job.fasta)),
-        redo_stale=settings.redo_stale,
-    )
+    existing = examine_job(job, _identity(loaded, settings, device), settings)
     if existing.verdict in (BUILD, INVALID):
         if existing.reason and existing.verdict == BUILD:
             log.warning("existing output %s will be rebuilt: %s", job.output, existing.reason)
