@@ -45,13 +45,14 @@ def _find_shared_fixtures() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "virnucpro"
 
 
-LANES = ("e2e", "slurm")  # the others; markers described in pyproject.toml
-
-
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """Every test in no other lane is `unit`, so `-m unit` selects the fast lane."""
+    """Every test in no other lane is `unit`, so `-m unit` selects the fast lane. The slurm
+    lane is one xdist group: its tests share one cluster, so they run in one worker."""
     for item in items:
-        if not any(item.get_closest_marker(lane) for lane in LANES):
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+        elif not item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.unit)
 
 

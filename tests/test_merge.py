@@ -4,7 +4,7 @@ import pytest
 import torch
 from test_virnucpro_format import SETS, merge_data
 
-from fastesm_extract import save_embeddings_atomic
+from fastesm_extract.store import save_embeddings_atomic
 from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
 from fastesm_extract.merge import (
     MergeError,
