@@ -30,18 +30,23 @@ lint: setup
 
 # Lanes are pytest markers (pyproject.toml): unit (in one process), e2e (starts processes),
 # slurm (a one-node cluster). `make test` runs every lane and is the CI entry (.ci/run);
-# -rs lists each skipped test with its reason.
+# -rs lists each skipped test with its reason. Tests run in TEST_WORKERS pytest-xdist
+# workers (default: one per CPU this process may use, at most 4); the slurm lane stays in
+# one worker, as its tests share one cluster. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
+PYTEST := $(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup
+
 test: setup lint
-	$(PY) -m pytest -q -rs
+	$(PYTEST)
 
 test-fast: setup
-	$(PY) -m pytest -q -rs -m unit
+	$(PYTEST) -m unit
 
 test-e2e: setup
-	$(PY) -m pytest -q -rs -m e2e
+	$(PYTEST) -m e2e
 
 test-slurm: setup
-	$(PY) -m pytest -q -rs -m slurm
+	$(PYTEST) -m slurm
 
 benchmark: setup
 	$(PY) benchmarks/bench_extract.py

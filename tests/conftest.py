@@ -47,13 +47,18 @@ def _find_shared_fixtures() -> Path:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """Every test in no other lane is `unit`, so `-m unit` selects the fast lane. The slurm
-    lane is one xdist group: its tests share one cluster, so they run in one worker."""
+    """Every test in no other lane is `unit`, so `-m unit` selects the fast lane.
+
+    Under pytest-xdist (`make test`), the slurm lane is one group ("cluster"), as its tests
+    share one cluster, and so is each module marked with a group (fixtures too costly to
+    build twice). The groups go first, so the longest work starts first and the rest fills
+    in around it."""
     for item in items:
         if item.get_closest_marker("slurm"):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
+            item.add_marker(pytest.mark.xdist_group("cluster"))
         elif not item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.unit)
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
 SHARED_FIXTURES = _find_shared_fixtures()

@@ -25,6 +25,9 @@ from fastesm_extract.forward import Forward, bucket_width
 from fastesm_extract.jobs import FileJob, InputError
 from fastesm_extract.prepare import prepare_file
 
+# One xdist worker for the module: its compile cache and models are built once.
+pytestmark = pytest.mark.xdist_group("compile")
+
 ONE_BUCKET = (66, 76)  # residues; + <cls>/<eos> = widths 68-78 -> bucket 80
 
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 from test_virnucpro_format import SETS, merge_data
 
-from fastesm_extract.store import save_embeddings_atomic
 from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
 from fastesm_extract.merge import (
     MergeError,
@@ -13,6 +12,7 @@ from fastesm_extract.merge import (
     merge_files,
 )
 from fastesm_extract.merge_folder import merge_folder
+from fastesm_extract.store import save_embeddings_atomic
 
 
 def write_dnabert_s(path, ids, block):

@@ -22,7 +22,7 @@ from fastesm_extract.verify import verify_output
 
 pytestmark = pytest.mark.e2e
 
-N_FILES = 6
+N_FILES = 8  # enough that three interrupted runs in a row leave work for the rerun
 DEVICES = ["--devices", "cpu,cpu"]
 
 
@@ -42,11 +42,13 @@ def reference(inputs, tiny_checkpoint, tmp_path_factory):
     return finished_outputs(out)
 
 
-def interrupt_after_first_output(command, out, signum, whole_group=False, repeat_after_s=None):
-    """Start `command`, send `signum` once an output is finished; returns (exit code, stderr).
+def interrupt_after_next_output(command, out, signum, whole_group=False, repeat_after_s=None):
+    """Start `command`, send `signum` once it has finished an output more than `out` held;
+    returns (exit code, stderr).
 
     With `repeat_after_s`, the signal is sent again that long after the first, then every
     5 ms until the process exits (batch systems may signal twice)."""
+    finished_before = len(finished_outputs(out)) if out.exists() else 0
     process = subprocess.Popen(
         command,
         env=subprocess_environment(),
@@ -55,7 +57,11 @@ def interrupt_after_first_output(command, out, signum, whole_group=False, repeat
         start_new_session=True,  # its own process group, like a job under Slurm
     )
     deadline = time.monotonic() + 120
-    while not finished_outputs(out) and process.poll() is None and time.monotonic() < deadline:
+    while (
+        len(finished_outputs(out)) <= finished_before
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before the signal: make the workload larger"
 
@@ -86,30 +92,27 @@ def assert_clean_stop(out, stderr, what):
         assert verify_output(out / name).ok, name
 
 
-CASES = [  # name, signal, exit status, message, extra options, to the whole process group
-    ("SIGTERM", signal.SIGTERM, 143, "terminated (SIGTERM)", [], False),
-    ("Ctrl-C", signal.SIGINT, 130, "interrupted", [], True),
-    ("SIGTERM --devices", signal.SIGTERM, 143, "terminated (SIGTERM)", DEVICES, False),
-    ("Ctrl-C --devices", signal.SIGINT, 130, "interrupted", DEVICES, True),
-    # A closed terminal or ssh session hangs up the whole process group.
-    ("SIGHUP", signal.SIGHUP, 129, "terminated (SIGHUP)", [], False),
-]
+# The signals differ only in the exit status and the message: each mode interrupts one run
+# after another with each of them (every run resuming the last one's leftovers), then one
+# rerun completes the folder.
+SIGTERM = (signal.SIGTERM, 143, "terminated (SIGTERM)", False)
+CTRL_C = (signal.SIGINT, 130, "interrupted", True)  # to the whole process group
+SIGHUP = (signal.SIGHUP, 129, "terminated (SIGHUP)", False)  # a closed terminal or ssh session
+CHAINS = {"one process": ([], [SIGTERM, CTRL_C, SIGHUP]), "--devices": (DEVICES, [SIGTERM, CTRL_C])}
 
 
-@pytest.mark.parametrize(
-    "signum, status, what, extra, whole_group",
-    [case[1:] for case in CASES],
-    ids=[case[0] for case in CASES],
-)
-def test_a_signal_stops_the_run_cleanly_and_a_rerun_completes_it(
-    inputs, reference, tiny_checkpoint, tmp_path, signum, status, what, extra, whole_group
+@pytest.mark.parametrize("mode", CHAINS)
+def test_each_signal_stops_the_run_cleanly_and_a_rerun_completes_it(
+    inputs, reference, tiny_checkpoint, tmp_path, mode
 ):
+    extra, signals = CHAINS[mode]
     out = tmp_path / "out"
     command = cli_command(inputs, out, tiny_checkpoint, "--device", "cpu", *extra)
-    code, stderr = interrupt_after_first_output(command, out, signum, whole_group)
-    assert code == status, stderr
-    assert_clean_stop(out, stderr, what)
-    assert len(finished_outputs(out)) < N_FILES
+    for signum, status, what, whole_group in signals:
+        code, stderr = interrupt_after_next_output(command, out, signum, whole_group)
+        assert code == status, (what, stderr)
+        assert_clean_stop(out, stderr, what)
+        assert len(finished_outputs(out)) < N_FILES
 
     rerun = subprocess.run(
         cli_command(inputs, out, tiny_checkpoint, "--device", "cpu"),
@@ -142,6 +145,6 @@ def test_signals_after_the_first_never_cut_the_cleanup_short(
     it still stops as after one signal, with nothing left behind."""
     out = tmp_path / "out"
     command = cli_command(inputs, out, tiny_checkpoint, "--device", "cpu", *extra)
-    code, stderr = interrupt_after_first_output(command, out, signum, whole_group, 0.05)
+    code, stderr = interrupt_after_next_output(command, out, signum, whole_group, 0.05)
     assert code == status, stderr
     assert_clean_stop(out, stderr, what)

@@ -15,7 +15,8 @@ import pytest
 from cluster_helpers import esm_outputs, leftovers, write_readme_script
 from helpers import subprocess_environment
 
-pytestmark = pytest.mark.e2e
+# The cluster fixtures (checkpoint, proteins, reference run) are the slurm lane's: one worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("cluster")]
 
 TORCHRUN_SCRIPT = "exec torchrun"  # marks README's torchrun script
 PYTHON_SCRIPT = "embed_shard.py PROTEINS ESM_OUT"  # marks README's Python script

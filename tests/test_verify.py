@@ -28,7 +28,7 @@ def test_wrong_ids_order_count_and_dimension_are_problems(tiny_model, tmp_path):
     data = torch.load(output, weights_only=True)["data"]
     save_embeddings_atomic(output, proteins[::-1], data[::-1])
     assert verify_output(output).problems == [
-        "not the output its manifest describes (replaced or copied over): rerun extract",
+        "it is not the output its manifest describes (replaced or copied over): rerun extract",
         "records are not in FASTA order",
     ]
     save_embeddings_atomic(output, proteins[:-1], data[:-1])

@@ -212,12 +212,10 @@ def save_output_and_manifest(
     write_manifest(output, {**manifest, "output": file_identity(output)})
 
 
-def read_manifest(output: str | Path) -> dict | None:
-    """The manifest of `output`, or None when there is none.
-
-    Raises `ManifestError` (naming the file) when it exists but cannot be read or parsed, or
-    a field that runs rely on has the wrong type.
-    """
+def read_manifest_json(output: str | Path) -> object | None:
+    """The parsed JSON beside `output` (an extract output's or a merged file's manifest), or
+    None when there is none; `ManifestError` (naming the file) when it cannot be read or
+    parsed."""
     path = manifest_path(output)
     try:
         text = path.read_text(encoding="utf-8")
@@ -226,9 +224,21 @@ def read_manifest(output: str | Path) -> dict | None:
     except (OSError, ValueError) as error:
         raise ManifestError(f"manifest {path} cannot be read: {error}") from error
     try:
-        content = json.loads(text)
+        return json.loads(text)
     except (ValueError, RecursionError) as error:
         raise ManifestError(f"manifest {path} is not valid JSON: {error}") from error
+
+
+def read_manifest(output: str | Path) -> dict | None:
+    """The manifest of `output`, or None when there is none.
+
+    Raises `ManifestError` (naming the file) when it exists but cannot be read or parsed, or
+    a field that runs rely on has the wrong type.
+    """
+    content = read_manifest_json(output)
+    if content is None:
+        return None
+    path = manifest_path(output)
     problems = manifest_problems(content)
     if problems:
         raise ManifestError(f"manifest {path} is damaged: {'; '.join(problems[:3])}")

@@ -10,7 +10,6 @@ merge of its inputs: equal -> adopted; an input newer than it -> rebuilt; anothe
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from .manifest import (
     ManifestError,
     file_identity,
     read_manifest,
+    read_manifest_json,
     sha256_of,
     utc_now,
     write_manifest,
@@ -85,14 +85,12 @@ class MergedVerdict:
 
 
 def _read(output: Path) -> dict | None:
+    """The merged file's manifest; None when absent, {} when unusable (so rebuilt)."""
     try:
-        text = manifest_path(output).read_text(encoding="utf-8")
-        content = json.loads(text)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
+        content = read_manifest_json(output)
+    except ManifestError:
         return {}
-    return content if isinstance(content, dict) else {}
+    return content if content is None or isinstance(content, dict) else {}
 
 
 def examine_merged(
