@@ -1,13 +1,13 @@
 """Misconfiguration is named, not blamed on the device or the disk."""
 
 import shutil
-import subprocess
 
 import pytest
-from helpers import cli_command, random_proteins, subprocess_environment, write_fasta
+from helpers import random_proteins, write_fasta
 
 from fastesm_extract import ModelLoadError, load_model
 from fastesm_extract import pipeline as pipeline_module
+from fastesm_extract.cli import EXIT_USAGE, main
 from fastesm_extract.config import resolve_config
 from fastesm_extract.demo import ESM_VOCAB
 from fastesm_extract.runner import run
@@ -30,19 +30,13 @@ def test_a_tokenizer_larger_than_the_embedding_matrix_is_refused_at_load(longer_
     assert "embedding matrix has 33 rows" in str(raised.value)
 
 
-@pytest.mark.e2e
-def test_the_cli_names_the_mismatch_with_exit_status_2(longer_vocabulary, tmp_path):
+def test_the_cli_names_the_mismatch_with_exit_status_2(longer_vocabulary, tmp_path, capsys):
     fasta = write_fasta(tmp_path / "p.fa", random_proteins(4, 10, 20))
-    result = subprocess.run(
-        cli_command(fasta, tmp_path / "out", longer_vocabulary, "--device", "cpu"),
-        env=subprocess_environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 2, result.stderr
-    assert "tokenizer does not match its weights" in result.stderr
-    assert "unusable" not in result.stderr
+    argv = ["extract", str(fasta), "-o", str(tmp_path / "out"), "--model", str(longer_vocabulary)]
+    assert main([*argv, "--device", "cpu", "--quiet"]) == EXIT_USAGE
+    stderr = capsys.readouterr().err
+    assert "tokenizer does not match its weights" in stderr
+    assert "unusable" not in stderr and "Traceback" not in stderr
     assert not (tmp_path / "out" / "p_ESM.pt").exists()
 
 
