@@ -11,16 +11,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("FASTESM_EXTRACT_CACHE", tempfile.mkdtemp(prefix="fastesm-test-cache-"))
 
 import signal  # noqa: E402
-import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from cluster_helpers import build_pausing_checkpoint, esm_outputs, make_protein_folder  # noqa: E402
-from helpers import cli_command, subprocess_environment  # noqa: E402
 from slurm_cluster import SlurmUnavailable, start_cluster  # noqa: E402
 
-from fastesm_extract import load_model  # noqa: E402
+from fastesm_extract import extract_files, load_model  # noqa: E402
 from fastesm_extract.demo import build_demo_checkpoint  # noqa: E402
 
 # One thread, like the processes the tests start (helpers.subprocess_environment): the tiny
@@ -51,14 +49,18 @@ def pytest_collection_modifyitems(items):
 
     Under pytest-xdist (`make test`), the slurm lane is one group ("cluster"), as its tests
     share one cluster, and so is each module marked with a group (fixtures too costly to
-    build twice). The groups go first, so the longest work starts first and the rest fills
-    in around it."""
+    build twice). The longest work starts first (`_longest_first`)."""
     for item in items:
         if item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.xdist_group("cluster"))
         elif not item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.unit)
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+    items.sort(key=_longest_first)
+
+
+def _longest_first(item) -> tuple[bool, bool]:
+    """Groups, then the e2e lane, then the short unit tests that fill in at the end."""
+    return item.get_closest_marker("xdist_group") is None, not item.get_closest_marker("e2e")
 
 
 SHARED_FIXTURES = _find_shared_fixtures()
@@ -112,17 +114,13 @@ def cluster_proteins(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def cluster_reference(cluster_proteins, cluster_checkpoint, tmp_path_factory) -> dict[str, bytes]:
-    """`*_ESM.pt` bytes of one process's run over `cluster_proteins` (the CLI, on the CPU),
-    with the batch budget of README's cluster scripts."""
+    """`*_ESM.pt` bytes of one process's run over `cluster_proteins` (this one, on the CPU),
+    with the batch budget of README's cluster scripts: the jobs and ranks must equal it."""
     out = tmp_path_factory.mktemp("cluster-reference")
-    subprocess.run(
-        cli_command(
-            cluster_proteins, out, cluster_checkpoint, "--device", "cpu", "--toks-per-batch", "8192"
-        ),
-        env=subprocess_environment(),
-        check=True,
-        timeout=300,
-    )
+    loaded = load_model(str(cluster_checkpoint), device="cpu")
+    assert extract_files(
+        [cluster_proteins], out, model=loaded, toks_per_batch=8192, show_progress=False
+    ).ok
     outputs = esm_outputs(out)
     assert len(outputs) == 10
     return outputs

@@ -18,6 +18,7 @@ from helpers import (
     write_fasta,
 )
 
+from fastesm_extract import extract_files
 from fastesm_extract.verify import verify_output
 
 pytestmark = pytest.mark.e2e
@@ -35,10 +36,10 @@ def inputs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(inputs, tiny_checkpoint, tmp_path_factory):
+def reference(inputs, tiny_model, tmp_path_factory):
+    """The uninterrupted run, in this process: interrupted CLI runs must end up equal to it."""
     out = tmp_path_factory.mktemp("signals-reference")
-    command = cli_command(inputs, out, tiny_checkpoint, "--device", "cpu")
-    subprocess.run(command, env=subprocess_environment(), check=True, timeout=300)
+    assert extract_files([inputs], out, model=tiny_model, show_progress=False).ok
     return finished_outputs(out)
 
 
