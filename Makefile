@@ -31,8 +31,8 @@ lint: setup
 # Lanes are pytest markers (pyproject.toml): unit (in one process), e2e (starts processes),
 # slurm (a one-node cluster). `make test` runs every lane and is the CI entry (.ci/run);
 # -rs lists each skipped test with its reason. Tests run in TEST_WORKERS pytest-xdist
-# workers (default: one per CPU this process may use, at most 4); the slurm lane stays in
-# one worker, as its tests share one cluster. TEST_WORKERS=0 runs in this process.
+# workers (default: one per CPU this process may use, at most 4); tests sharing costly
+# fixtures keep to one worker (xdist groups, tests/conftest.py). TEST_WORKERS=0: no workers.
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
 PYTEST := $(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup
 
