@@ -58,6 +58,36 @@ def pytest_collection_modifyitems(items):
     items.sort(key=_longest_first)
 
 
+UNGROUPED = pytest.StashKey[bool]()
+
+
+def pytest_collection_finish(session):
+    """Note whether pytest-xdist keeps each group in one worker: with pytest 9.2 and
+    pytest-xdist 3.8 `--dist loadgroup` silently stops grouping (pytest-dev/pytest-xdist#1386),
+    and each worker would then start its own Slurm cluster and compile cache."""
+    session.config.stash[UNGROUPED] = bool(
+        os.environ.get("PYTEST_XDIST_WORKER")
+        and session.config.getvalue("loadgroup")
+        and any(
+            item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+            for item in session.items
+        )
+    )
+
+
+@pytest.fixture(autouse=True)
+def _xdist_groups_kept(request):
+    """Fails a grouped test when its group is not kept (a worker cannot stop the run legibly)."""
+    if request.config.stash.get(UNGROUPED, False) and request.node.get_closest_marker(
+        "xdist_group"
+    ):
+        pytest.fail(
+            f"pytest-xdist does not keep xdist_group tests in one worker under pytest "
+            f"{pytest.__version__}: install the test extra's pytest (pip install -e '.[test]')",
+            pytrace=False,
+        )
+
+
 def _longest_first(item) -> tuple[bool, bool]:
     """Groups, then the e2e lane, then the short unit tests that fill in at the end."""
     return item.get_closest_marker("xdist_group") is None, not item.get_closest_marker("e2e")

@@ -27,7 +27,9 @@ MESSY = (
 )
 
 
-GZIPPED = gzip.compress(b"".join(b">r%d\nMKTAYIAKQR\n" % i for i in range(500)))
+# mtime=0: the same bytes in every process (pytest-xdist workers must collect the same
+# test IDs, and gzip's header would otherwise carry the second it was made).
+GZIPPED = gzip.compress(b"".join(b">r%d\nMKTAYIAKQR\n" % i for i in range(500)), mtime=0)
 
 
 def run(loaded, inputs, out, **options):
@@ -73,15 +75,17 @@ def test_a_100000_residue_sequence_is_truncated_and_embedded(tiny_model, tmp_pat
     assert torch.equal(giant, load_embeddings(tmp_path / "ref" / "m_ESM.pt")[1][0])
 
 
+UNUSABLE_FILES = [
+    ("empty.fa", b"", "is empty: no FASTA records"),
+    ("blank.fa", b"\n\n  \n", "is empty: no FASTA records"),
+    ("trunc.fa.gz", GZIPPED[: len(GZIPPED) // 2], "damaged or truncated gzip"),
+    ("binary.fa", bytes(range(256)) * 4, "is not FASTA"),
+    ("only_bad.fa", b">a\n\n>b\n123\n", "has no usable records (2 failed)"),
+]
+
+
 @pytest.mark.parametrize(
-    ("name", "content", "message"),
-    [
-        ("empty.fa", b"", "is empty: no FASTA records"),
-        ("blank.fa", b"\n\n  \n", "is empty: no FASTA records"),
-        ("trunc.fa.gz", GZIPPED[: len(GZIPPED) // 2], "damaged or truncated gzip"),
-        ("binary.fa", bytes(range(256)) * 4, "is not FASTA"),
-        ("only_bad.fa", b">a\n\n>b\n123\n", "has no usable records (2 failed)"),
-    ],
+    ("name", "content", "message"), UNUSABLE_FILES, ids=[name for name, *_ in UNUSABLE_FILES]
 )
 def test_unusable_files_fail_alone_with_a_clear_message(
     tiny_model, tmp_path, name, content, message
