@@ -31,9 +31,10 @@ lint: setup
 # Lanes are pytest markers (pyproject.toml): unit (in one process), e2e (starts processes),
 # slurm (a one-node cluster). `make test` runs every lane and is the CI entry (.ci/run);
 # -rs lists each skipped test with its reason. Tests run in TEST_WORKERS pytest-xdist
-# workers (default: one per CPU this process may use, at most 4); tests sharing costly
-# fixtures keep to one worker (xdist groups, tests/conftest.py). TEST_WORKERS=0: no workers.
-TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
+# workers (default: one more than the CPUs this process may use, at most 4: the cluster
+# group's worker spends minutes waiting on Slurm); tests sharing costly fixtures keep to one
+# worker (xdist groups, tests/conftest.py). TEST_WORKERS=0: no workers.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0)) + 1))")
 PYTEST := $(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup
 
 test: setup lint

@@ -254,14 +254,17 @@ def worker_pids(parent: int) -> list[int]:
 
 
 @pytest.mark.e2e
-def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(tiny_checkpoint, tmp_path):
-    folder = make_inputs(tmp_path / "in", 10, records=150)
+def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(cluster_checkpoint, tmp_path):
+    folder = make_inputs(tmp_path / "in", 10)
     out = tmp_path / "out"
     # Not quiet: the "worker N ready" lines say when both workers hold a file. Killing a
     # worker still loading its model (a busy machine) would lose nothing and prove nothing.
-    command = cli(folder, out, tiny_checkpoint, "--devices", "cpu,cpu")
+    # The pausing checkpoint waits before each batch (about 1 s a file): the kill lands
+    # mid-run however slowly this test is scheduled, without the CPU doing the waiting.
+    command = cli(folder, out, cluster_checkpoint, "--devices", "cpu,cpu")
     command.remove("--quiet")
-    process = subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE, text=True)
+    slow = {**ENV, "FASTESM_TEST_SECONDS_PER_BATCH": "0.2"}
+    process = subprocess.Popen(command, env=slow, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
     reader.start()
@@ -292,7 +295,7 @@ def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(tiny_checkpo
     missing = 10 - len(finished)
     assert 1 <= missing <= len(lost)
 
-    rerun_completes(folder, out, tiny_checkpoint, written=missing, files=10, records=150)
+    rerun_completes(folder, out, cluster_checkpoint, written=missing, files=10)
 
 
 def test_a_dead_workers_files_are_failed_unless_it_finished_them(tiny_model, tmp_path):
