@@ -10,11 +10,15 @@ TORCH_SPEC ?= torch==2.13.0
 
 setup: $(VENV)/.installed
 
+# pip installs without compiling bytecode; compileall then compiles it on every CPU (pip
+# does it file by file: 14 s more on 2 cores). Like pip, it skips files that do not compile
+# (torch ships a test file in Python 3.12 syntax).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-compile "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet --no-compile -e ".[test]"
+	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
 	touch $@
 
 demo: setup
