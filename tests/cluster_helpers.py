@@ -14,6 +14,8 @@ from helpers import random_proteins, write_fasta
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PAUSING_MODELING_FILE = REMOTE_DIR / "modeling_slow_fast_esm.py"
+# The pausing checkpoint waits this many seconds (an environment variable) before each batch.
+SECONDS_PER_BATCH = "FASTESM_TEST_SECONDS_PER_BATCH"
 
 
 def readme_block(containing: str) -> str:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cluster_helpers import SECONDS_PER_BATCH
 from helpers import (
     cli_command as cli,
 )
@@ -263,7 +264,7 @@ def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(cluster_chec
     # mid-run however slowly this test is scheduled, without the CPU doing the waiting.
     command = cli(folder, out, cluster_checkpoint, "--devices", "cpu,cpu")
     command.remove("--quiet")
-    slow = {**ENV, "FASTESM_TEST_SECONDS_PER_BATCH": "0.2"}
+    slow = {**ENV, SECONDS_PER_BATCH: "0.2"}
     process = subprocess.Popen(command, env=slow, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)

@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import pytest
+from cluster_helpers import SECONDS_PER_BATCH
 from helpers import cli_command, random_proteins, subprocess_environment, write_fasta
 
 from fastesm_extract.config import ExtractionSettings
@@ -90,7 +91,7 @@ def run_cli(cluster_checkpoint, tmp_path, *extra):
     env = {
         **subprocess_environment(),
         LOG_INTERVAL_VARIABLE: "0.2",
-        "FASTESM_TEST_SECONDS_PER_BATCH": "0.25",  # the pausing checkpoint: a slow device
+        SECONDS_PER_BATCH: "0.25",  # the pausing checkpoint: a slow device
     }
     command = [
         c for c in cli_command(inputs, tmp_path / "out", cluster_checkpoint) if c != "--quiet"

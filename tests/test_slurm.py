@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_helpers import esm_outputs, leftovers, write_readme_script
+from cluster_helpers import SECONDS_PER_BATCH, esm_outputs, leftovers, write_readme_script
 from helpers import subprocess_environment
 from slurm_cluster import SlurmCluster, start_cluster
 
@@ -24,7 +24,6 @@ from fastesm_extract.shards import Shard, shard_from_environment, shard_jobs
 pytestmark = pytest.mark.slurm
 
 ARRAY_SCRIPT = "#SBATCH --array"  # marks README's job-array script
-SECONDS_PER_BATCH = "FASTESM_TEST_SECONDS_PER_BATCH"  # see fast_esm_remote/modeling_slow_...
 INFO_LINE = re.compile(r"\d\d:\d\d:\d\d INFO ")  # the run's log (the script has no --quiet)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from cluster_helpers import SECONDS_PER_BATCH
 from helpers import random_proteins, subprocess_environment, write_fasta
 
 from fastesm_extract.manifest import is_complete, read_manifest
@@ -24,7 +25,6 @@ from fastesm_extract.manifest import is_complete, read_manifest
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-SECONDS_PER_BATCH = "FASTESM_TEST_SECONDS_PER_BATCH"  # the pausing checkpoint's slow-down
 DNABERT_S_WIDTH = 768
 
 
