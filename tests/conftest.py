@@ -58,28 +58,16 @@ def pytest_collection_modifyitems(items):
     items.sort(key=_longest_first)
 
 
-UNGROUPED = pytest.StashKey[bool]()
-
-
-def pytest_collection_finish(session):
-    """Note whether pytest-xdist keeps each group in one worker: with pytest 9.2 and
+def pytest_runtest_setup(item):
+    """Fail a grouped test that pytest-xdist did not keep with its group: with pytest 9.2 and
     pytest-xdist 3.8 `--dist loadgroup` silently stops grouping (pytest-dev/pytest-xdist#1386),
-    and each worker would then start its own Slurm cluster and compile cache."""
-    session.config.stash[UNGROUPED] = bool(
+    and each worker would then start its own Slurm cluster and compile cache. (A worker
+    cannot stop the run legibly: its errors reach the terminal without their message.)"""
+    if (
         os.environ.get("PYTEST_XDIST_WORKER")
-        and session.config.getvalue("loadgroup")
-        and any(
-            item.get_closest_marker("xdist_group") and "@" not in item.nodeid
-            for item in session.items
-        )
-    )
-
-
-@pytest.fixture(autouse=True)
-def _xdist_groups_kept(request):
-    """Fails a grouped test when its group is not kept (a worker cannot stop the run legibly)."""
-    if request.config.stash.get(UNGROUPED, False) and request.node.get_closest_marker(
-        "xdist_group"
+        and item.config.getvalue("loadgroup")
+        and item.get_closest_marker("xdist_group")
+        and "@" not in item.nodeid  # where xdist writes the group it keeps the test with
     ):
         pytest.fail(
             f"pytest-xdist does not keep xdist_group tests in one worker under pytest "
