@@ -19,8 +19,8 @@ from transformers import EsmTokenizer
 from workload import SPECIALS, TRUNCATION, BatchPlan, Workload, parse_fasta_simple
 
 from fastesm_extract import LoadedModel, extract_files
-from fastesm_extract.batching import make_batches
 from fastesm_extract.demo import esm2_config
+from fastesm_extract.extract.batching import make_batches
 
 HIDDEN = 1280  # FastESM2_650
 

@@ -25,12 +25,12 @@ from machine import REPO_ROOT
 from workload import Workload, parse_fasta_simple, write_tokenizer
 
 from fastesm_extract import LoadedModel, prepare_model
-from fastesm_extract.batching import SPECIAL_TOKENS_PER_SEQUENCE, make_batches
-from fastesm_extract.config import ExtractionSettings
-from fastesm_extract.failures import FailureLog
-from fastesm_extract.forward import Forward, bucket_width
-from fastesm_extract.pipeline import Extractor
-from fastesm_extract.sources import file_jobs
+from fastesm_extract.disk.failures import FailureLog
+from fastesm_extract.extract.batching import SPECIAL_TOKENS_PER_SEQUENCE, make_batches
+from fastesm_extract.extract.forward import Forward, bucket_width
+from fastesm_extract.extract.pipeline import Extractor
+from fastesm_extract.running.sources import file_jobs
+from fastesm_extract.settings import ExtractionSettings
 
 ARCHITECTURES = ("fastesm", "esm")
 MAX_WIDTH = 1024 + SPECIAL_TOKENS_PER_SEQUENCE  # the default truncation's longest width

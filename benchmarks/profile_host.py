@@ -30,13 +30,10 @@ def profile_host(options: Options, tokenizer: EsmTokenizer, top: int = 30) -> No
     validate, save), so it shows where the per-record time goes without thread overlap.
     """
     from fastesm_extract import FileJob
-    from fastesm_extract.pipeline import (
-        ExtractionSettings,
-        assemble_output,
-        compute_file,
-        prepare_file,
-    )
-    from fastesm_extract.store import save_embeddings_atomic
+    from fastesm_extract.disk.store import save_embeddings_atomic
+    from fastesm_extract.extract.compute import assemble_output, compute_file
+    from fastesm_extract.extract.prepare import prepare_file
+    from fastesm_extract.settings import ExtractionSettings
 
     torch.set_num_threads(1)
     workload = write_workload(options.scratch / "fasta", 1, options.records, options.seed)

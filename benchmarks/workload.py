@@ -3,7 +3,7 @@
 FASTA files of `records` proteins each, lengths uniform in 99-166 residues (VirNucPro's
 300/500 bp chunk proteins), the 20 standard amino acids, one-line sequences, IDs like
 `read_1_42_chunk_1R2`, generated from a fixed seed. Every variant of every mode runs the same
-batches (`fastesm_extract.batching.make_batches`) of these files.
+batches (`fastesm_extract.extract.batching.make_batches`) of these files.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from transformers import EsmTokenizer
 
-from fastesm_extract.batching import make_batches
 from fastesm_extract.demo import ESM_VOCAB
+from fastesm_extract.extract.batching import make_batches
 
 AMINO_ACIDS = np.frombuffer(b"ACDEFGHIKLMNPQRSTVWY", dtype=np.uint8)
 MIN_LENGTH, MAX_LENGTH = 99, 166  # residues, uniform, as VirNucPro's 300/500 bp chunk proteins

@@ -76,6 +76,6 @@ if __name__ == "__mp_main__" and os.environ.get("PAUSE_HOOK_DIR"):
     _install(Path(os.environ["PAUSE_HOOK_DIR"]), os.environ["PAUSE_HOOK_AT"])
 
 if __name__ == "__main__":
-    from fastesm_extract.cli import main
+    from fastesm_extract.cli.main import main
 
     sys.exit(main(sys.argv[1:]))

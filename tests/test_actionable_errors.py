@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from helpers import cli_command, random_proteins, subprocess_environment, write_fasta
 
-import fastesm_extract.store as store
+import fastesm_extract.disk.store as store
 from fastesm_extract import verify_output
-from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
+from fastesm_extract.cli.main import main
+from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK, EXIT_USAGE
 
 
 def extract(checkpoint, *args):

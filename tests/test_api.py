@@ -5,22 +5,22 @@ import pytest
 import torch
 from helpers import random_proteins, write_fasta
 
-import fastesm_extract.api as api
-import fastesm_extract.config as config
-import fastesm_extract.pipeline as pipeline
+import fastesm_extract.api.files as api
+import fastesm_extract.extract.pipeline as pipeline
+import fastesm_extract.running.config as config
 from fastesm_extract import extract_fast_esm
-from fastesm_extract.input_read import InputRead
-from fastesm_extract.manifest import (
+from fastesm_extract.disk.layout import manifest_path
+from fastesm_extract.disk.manifest import (
     Provenance,
     build_manifest,
-    manifest_path,
     read_manifest,
     sha256_of,
     utc_now,
     write_manifest,
 )
-from fastesm_extract.model import DEFAULT_MODEL
-from fastesm_extract.store import save_embeddings_atomic
+from fastesm_extract.disk.manifest_schema import InputRead
+from fastesm_extract.disk.store import save_embeddings_atomic
+from fastesm_extract.model.load import DEFAULT_MODEL
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@ import random
 import numpy as np
 import torch
 
-from fastesm_extract.batching import collate, make_batches
-from fastesm_extract.tokens import EsmAlphabet
+from fastesm_extract.extract.batching import collate, make_batches
+from fastesm_extract.model.tokens import EsmAlphabet
 
 ALPHABET = EsmAlphabet(cls_id=0, eos_id=2, pad_id=1, unk_id=3, byte_to_id=np.zeros(256, np.int64))
 

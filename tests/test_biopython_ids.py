@@ -7,9 +7,8 @@ from Bio import SeqIO
 from helpers import random_proteins
 
 from fastesm_extract import extract_files
-from fastesm_extract.escaping import unescape
-from fastesm_extract.failures import NO_RECORD_ID, WHOLE_FILE
-from fastesm_extract.fasta import read_fasta
+from fastesm_extract.disk.failures import NO_RECORD_ID, WHOLE_FILE, unescape
+from fastesm_extract.disk.fasta import read_fasta
 
 # Whitespace to Python's str.split (hence Biopython) that ASCII splitting does not see.
 UNICODE_SPACES = {

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
+from fastesm_extract.cli.main import main
+from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK, EXIT_USAGE
 
 BAD = b">good\nMKTAYIAK\n>empty\n\n"
 
@@ -129,7 +130,7 @@ def test_installed_command_shows_no_traceback_without_cuda(tmp_path):
 
 
 def test_an_unexpected_error_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
-    import fastesm_extract.cli as cli
+    import fastesm_extract.cli.main as cli
 
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody expected")

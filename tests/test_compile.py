@@ -17,13 +17,15 @@ from helpers import random_proteins, write_fasta
 from torch._dynamo.utils import counters
 
 from fastesm_extract import extract_fast_esm, extract_files, load_embeddings, load_model
-from fastesm_extract.batching import BatchInputs
-from fastesm_extract.cli import EXIT_USAGE, main
-from fastesm_extract.compute import compute_file
-from fastesm_extract.config import ExtractionSettings, resolve_config
-from fastesm_extract.forward import Forward, bucket_width
-from fastesm_extract.jobs import FileJob, InputError
-from fastesm_extract.prepare import prepare_file
+from fastesm_extract.cli.main import main
+from fastesm_extract.errors import EXIT_USAGE, InputError
+from fastesm_extract.extract.batching import BatchInputs
+from fastesm_extract.extract.compute import compute_file
+from fastesm_extract.extract.forward import Forward, bucket_width
+from fastesm_extract.extract.prepare import prepare_file
+from fastesm_extract.results import FileJob
+from fastesm_extract.running.config import resolve_config
+from fastesm_extract.settings import ExtractionSettings
 
 # One xdist worker for the module: its compile cache and models are built once.
 pytestmark = pytest.mark.xdist_group("compile")
@@ -211,7 +213,7 @@ def failing_backend(graph, example_inputs):
 def test_a_failing_compile_warns_once_and_the_run_goes_on_eager(
     tiny_model, one_bucket_files, tmp_path, caplog, monkeypatch
 ):
-    import fastesm_extract.pipeline as pipeline
+    import fastesm_extract.extract.pipeline as pipeline
 
     def forward_with_failing_backend(loaded, settings):
         return Forward(loaded, settings.compile, backend=failing_backend)

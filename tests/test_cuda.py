@@ -13,7 +13,7 @@ from helpers import random_proteins, write_fasta
 from torch.profiler import ProfilerActivity, profile
 
 from fastesm_extract import extract_fast_esm, extract_files, load_embeddings, load_model
-from fastesm_extract.batching import make_batches
+from fastesm_extract.extract.batching import make_batches
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from helpers import random_proteins, write_fasta
 
-import fastesm_extract.claim as claim
-import fastesm_extract.config as config
+import fastesm_extract.extract.claim as claim
+import fastesm_extract.running.config as config
 from fastesm_extract import extract_files
-from fastesm_extract.cli import main
-from fastesm_extract.manifest import read_manifest, sha256_of
-from fastesm_extract.store import load_embeddings, save_embeddings_atomic
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.manifest import read_manifest, sha256_of
+from fastesm_extract.disk.store import load_embeddings, save_embeddings_atomic
 
 
 def run(loaded, inputs, out, **options):
@@ -234,7 +234,7 @@ def test_plan_estimates_time_from_the_last_measured_rate(
 def test_plan_names_outputs_another_run_holds_and_this_shards_share(
     finished_folder, tmp_path, monkeypatch, capsys
 ):
-    from fastesm_extract.locks import OutputLocks
+    from fastesm_extract.disk.locks import OutputLocks
 
     folder, out, argv = finished_folder
     for part in (3, 4, 5):

@@ -8,8 +8,9 @@ import torch
 from helpers import random_proteins, write_fasta
 
 from fastesm_extract import verify_output
-from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, main
-from fastesm_extract.manifest import ManifestError, read_manifest
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.manifest import ManifestError, read_manifest
+from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK
 
 DAMAGED_MANIFESTS = {
     "input_not_object": lambda m: {**m, "input": "oops"},

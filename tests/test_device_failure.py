@@ -6,10 +6,11 @@ import pytest
 import torch
 from helpers import random_proteins, write_fasta
 
-import fastesm_extract.config as config
+import fastesm_extract.running.config as config
 from fastesm_extract import FAILURE_LOG_NAME, extract_fast_esm, extract_files, load_embeddings
-from fastesm_extract.cli import EXIT_FAILURES, main
-from fastesm_extract.manifest import read_manifest
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.manifest import read_manifest
+from fastesm_extract.errors import EXIT_FAILURES
 
 ILLEGAL_ACCESS = "CUDA error: an illegal memory access was encountered"
 

@@ -18,11 +18,12 @@ import torch
 from helpers import cli_command, random_proteins, subprocess_environment, write_fasta
 from test_merge import random_block, write_dnabert_s, write_esm
 
+import fastesm_extract.disk.store as store_module
 from fastesm_extract import extract_files
-from fastesm_extract import store as store_module
-from fastesm_extract.cli import EXIT_FAILURES, main
-from fastesm_extract.layout import lock_path, temporary_path
-from fastesm_extract.store import DiskFullError, atomic_write, save_embeddings_atomic
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.layout import lock_path, temporary_path
+from fastesm_extract.disk.store import DiskFullError, atomic_write, save_embeddings_atomic
+from fastesm_extract.errors import EXIT_FAILURES
 
 # ----------------------------------------------------------------- a real full file system
 

@@ -5,8 +5,8 @@ import multiprocessing
 import pickle
 from pathlib import Path
 
-from fastesm_extract.dispatch import Dispatcher
-from fastesm_extract.jobs import FileJob
+from fastesm_extract.results import FileJob
+from fastesm_extract.running.dispatch import Dispatcher
 
 JOBS = [FileJob(Path(f"in/{name}.fa"), Path(f"out/{name}_ESM.pt")) for name in "abcd"]
 A, B, C, D = JOBS
@@ -65,7 +65,7 @@ def test_files_of_a_worker_that_left_are_never_handed_to_it_again():
 
 
 def test_messages_up_to_a_worker_killed_mid_message_are_read_then_the_pipe_ends():
-    from fastesm_extract.parallel import _Worker
+    from fastesm_extract.running.parallel import _Worker
 
     reader, writer = multiprocessing.Pipe(duplex=False)
     writer.send(("took", A))

@@ -3,13 +3,9 @@ import gzip
 import pytest
 from helpers import write_fasta
 
-from fastesm_extract.fasta import (
-    FastaError,
-    clean_sequence,
-    parse_fasta,
-    read_fasta,
-)
-from fastesm_extract.layout import is_fasta_name, output_stem
+from fastesm_extract.disk.fasta import clean_sequence, parse_fasta, read_fasta
+from fastesm_extract.disk.layout import is_fasta_name, output_stem
+from fastesm_extract.errors import FastaError
 
 
 def test_ids_are_header_text_up_to_first_whitespace(tmp_path):

@@ -10,10 +10,11 @@ import pytest
 import torch
 from helpers import random_proteins, write_fasta
 
-import fastesm_extract.store as store
+import fastesm_extract.disk.store as store
 from fastesm_extract import FAILURE_LOG_NAME, InputError, extract_files, load_embeddings
-from fastesm_extract.cli import EXIT_USAGE, main
-from fastesm_extract.escaping import unescape
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.failures import unescape
+from fastesm_extract.errors import EXIT_USAGE
 
 MESSY = (
     b"\r\n\r\n>crlf_1 desc\r\nMKTA\r\nYIAK\r\n\r\n"

@@ -16,8 +16,8 @@ import threading
 import pytest
 
 from fastesm_extract import extract_files, read_fasta, verify_output
-from fastesm_extract.layout import FAILURE_LOG_NAME
-from fastesm_extract.split import iter_parts, split_fasta
+from fastesm_extract.disk.layout import FAILURE_LOG_NAME
+from fastesm_extract.disk.split import iter_parts, split_fasta
 
 LINE_ENDS = [b"\n", b"\r\n", b"\r"]
 BOM = b"\xef\xbb\xbf"
@@ -151,7 +151,7 @@ def test_line_end_and_bom_shapes(tmp_path, data, ids):
 
 
 def test_a_cr_line_end_split_across_read_blocks_is_one_line_end(tmp_path, monkeypatch):
-    import fastesm_extract.fasta as fasta
+    import fastesm_extract.disk.fasta as fasta
 
     monkeypatch.setattr(fasta, "_BLOCK", 3)  # every CRLF, BOM and header straddles a block
     path = tmp_path / "x.fa"

@@ -10,13 +10,13 @@ import pytest
 from helpers import random_proteins, write_fasta
 
 from fastesm_extract import extract_files
-from fastesm_extract.locks import (
+from fastesm_extract.disk.layout import lock_path
+from fastesm_extract.disk.locks import (
     LockError,
     OutputLocks,
     boot_id,
     describe_holder,
     is_stale,
-    lock_path,
     process_start_time,
 )
 

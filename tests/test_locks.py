@@ -18,8 +18,9 @@ from helpers import (
 )
 
 from fastesm_extract import extract_files, load_embeddings
-from fastesm_extract.locks import OutputLocks, lock_path
-from fastesm_extract.manifest import is_complete, read_manifest
+from fastesm_extract.disk.layout import lock_path
+from fastesm_extract.disk.locks import OutputLocks
+from fastesm_extract.disk.manifest import is_complete, read_manifest
 
 
 def lock_content(host: str, pid: int) -> bytes:

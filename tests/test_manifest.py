@@ -5,7 +5,8 @@ import torch
 from helpers import random_proteins, write_fasta
 
 from fastesm_extract import extract_fast_esm, extract_files
-from fastesm_extract.manifest import manifest_path, sha256_of
+from fastesm_extract.disk.layout import manifest_path
+from fastesm_extract.disk.manifest import sha256_of
 
 
 def run(loaded, inputs, out, **options):
@@ -124,8 +125,8 @@ def test_the_requested_revision_is_recorded(tiny_checkpoint, tmp_path):
 def test_the_typed_manifest_reads_what_was_written_and_old_manifests_too(tiny_model, tmp_path):
     import pytest
 
-    from fastesm_extract.manifest import load_manifest
-    from fastesm_extract.manifest_schema import Manifest
+    from fastesm_extract.disk.manifest import load_manifest
+    from fastesm_extract.disk.manifest_schema import Manifest
 
     fasta = tmp_path / "p.fa"
     fasta.write_bytes(b">a\nMKT\n>bad\nMK1\n")

@@ -4,15 +4,11 @@ import pytest
 import torch
 from test_virnucpro_format import SETS, merge_data
 
-from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
-from fastesm_extract.merge import (
-    MergeError,
-    atomic_write,
-    merge_embeddings,
-    merge_files,
-)
-from fastesm_extract.merge_folder import merge_folder
-from fastesm_extract.store import save_embeddings_atomic
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.store import atomic_write, save_embeddings_atomic
+from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, MergeError
+from fastesm_extract.merge.folders import merge_folder
+from fastesm_extract.merge.pairs import merge_embeddings, merge_files
 
 
 def write_dnabert_s(path, ids, block):

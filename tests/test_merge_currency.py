@@ -8,8 +8,9 @@ import os
 import torch
 from test_merge import random_block, write_dnabert_s, write_esm
 
-from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
-from fastesm_extract.manifest import sha256_of, write_manifest
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.manifest import sha256_of, write_manifest
+from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK, EXIT_USAGE
 
 
 def ids_of(stem, n):

@@ -10,10 +10,10 @@ import torch
 from helpers import random_proteins, write_fasta
 from test_merge import random_block, write_dnabert_s
 
-import fastesm_extract.config as config
-from fastesm_extract.cli import main
-from fastesm_extract.manifest import read_manifest, sha256_of, write_manifest
-from fastesm_extract.store import load_embeddings, save_embeddings_atomic
+import fastesm_extract.running.config as config
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.manifest import read_manifest, sha256_of, write_manifest
+from fastesm_extract.disk.store import load_embeddings, save_embeddings_atomic
 
 STEMS = ("output_1", "output_2", "output_3")
 OLD_MODEL = "facebook/esm2_t36_3B_UR50D"

@@ -5,13 +5,14 @@ import shutil
 import pytest
 from helpers import random_proteins, write_fasta
 
+import fastesm_extract.extract.pipeline as pipeline_module
 from fastesm_extract import ModelLoadError, load_model
-from fastesm_extract import pipeline as pipeline_module
-from fastesm_extract.cli import EXIT_USAGE, main
-from fastesm_extract.config import resolve_config
+from fastesm_extract.cli.main import main
 from fastesm_extract.demo import ESM_VOCAB
-from fastesm_extract.runner import run
-from fastesm_extract.sources import file_jobs
+from fastesm_extract.errors import EXIT_USAGE
+from fastesm_extract.running.config import resolve_config
+from fastesm_extract.running.runner import run
+from fastesm_extract.running.sources import file_jobs
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from helpers import random_proteins, write_fasta
 from transformers import AutoModel, AutoTokenizer
 
 from fastesm_extract import ModelLoadError, extract_fast_esm, load_model, prepare_model
-from fastesm_extract.model import resolve_device, resolve_dtype, uses_sdpa
+from fastesm_extract.model.load import resolve_device, resolve_dtype, uses_sdpa
 
 
 def test_native_checkpoint_loads_with_sdpa_on_cpu_float32(tiny_checkpoint):
@@ -100,7 +100,7 @@ def test_remote_code_and_native_models_give_the_same_embeddings(
 
 
 def test_revision_is_kept_and_a_commit_hash_is_recognised(tiny_checkpoint):
-    from fastesm_extract.hub import resolve_commit
+    from fastesm_extract.model.hub import resolve_commit
 
     loaded = load_model(str(tiny_checkpoint), revision="v1.0", device="cpu")
     assert (loaded.revision, loaded.commit_hash) == ("v1.0", None)  # a local folder
@@ -110,7 +110,7 @@ def test_revision_is_kept_and_a_commit_hash_is_recognised(tiny_checkpoint):
 
 
 def test_strict_and_lenient_tokenizers_are_probed_at_load(tmp_path, fast_esm_folder):
-    from fastesm_extract.tokens import UNKNOWN_REFUSED, UNKNOWN_RUN_AS_ONE_UNK
+    from fastesm_extract.model.tokens import UNKNOWN_REFUSED, UNKNOWN_RUN_AS_ONE_UNK
 
     strict = load_model(str(fast_esm_folder), device="cpu")  # FastEsmTokenizer: refuses J
     assert type(strict.tokenizer).__name__ == "FastEsmTokenizer"

@@ -10,10 +10,10 @@ import random
 from Bio.Seq import Seq
 from helpers import write_fasta
 
-from fastesm_extract.cli import main
-from fastesm_extract.fasta import read_fasta
-from fastesm_extract.nucleotide import MIN_LENGTH, looks_like_nucleotides
-from fastesm_extract.store import load_embeddings
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.fasta import read_fasta
+from fastesm_extract.disk.store import load_embeddings
+from fastesm_extract.extract.prepare import MIN_LENGTH, looks_like_nucleotides
 
 # UniProtKB/Swiss-Prot amino-acid composition (percent), release 2024.
 UNIPROT_FREQUENCIES = {

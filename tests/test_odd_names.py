@@ -8,8 +8,8 @@ import subprocess
 import pytest
 from helpers import cli_command, finished_outputs, subprocess_environment
 
-from fastesm_extract.escaping import escape, unescape
-from fastesm_extract.manifest import read_manifest
+from fastesm_extract.disk.failures import escape, unescape
+from fastesm_extract.disk.manifest import read_manifest
 
 # Each file holds one good and one invalid record, so each gets an output and a log line.
 NAMES = [b"bad\xff\xfename.fa", b"new\nline.fa", b"tab\there.fa", b"two  spaces.fa", b"plain.fa"]
@@ -76,7 +76,7 @@ def test_files_with_any_name_are_written_logged_and_rerun_consistently(tiny_chec
 
 
 def test_the_summary_names_an_odd_file_on_one_line(tiny_checkpoint, tmp_path, capsys):
-    from fastesm_extract.cli import main
+    from fastesm_extract.cli.main import main
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import write_fasta
 
-from fastesm_extract.cli import main
+from fastesm_extract.cli.main import main
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 CLI = str(Path(sys.executable).parent / "fastesm-extract")

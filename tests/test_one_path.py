@@ -5,13 +5,12 @@ rule of a run: the lock, leftover cleanup, failed manifests, logging before rais
 import pytest
 from helpers import random_proteins, write_fasta
 
-import fastesm_extract.pipeline as pipeline
+import fastesm_extract.extract.pipeline as pipeline
 from fastesm_extract import extract_fast_esm, extract_files
-from fastesm_extract.cli import main
-from fastesm_extract.fasta import FastaError
-from fastesm_extract.layout import temporary_path
-from fastesm_extract.locks import OutputLocks
-from fastesm_extract.store import OutputError
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.layout import temporary_path
+from fastesm_extract.disk.locks import OutputLocks
+from fastesm_extract.errors import FastaError, OutputError
 
 
 @pytest.fixture

@@ -24,16 +24,12 @@ from helpers import (
 )
 
 from fastesm_extract import extract_files, load_embeddings
-from fastesm_extract.cli import EXIT_USAGE, main
-from fastesm_extract.config import parse_devices
-from fastesm_extract.jobs import FileJob, InputError
-from fastesm_extract.manifest import is_complete, read_manifest
-from fastesm_extract.shards import (
-    Shard,
-    parse_shard,
-    shard_from_environment,
-    shard_jobs,
-)
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.manifest import is_complete, read_manifest
+from fastesm_extract.errors import EXIT_USAGE, InputError
+from fastesm_extract.results import FileJob
+from fastesm_extract.running.config import parse_devices
+from fastesm_extract.running.shards import Shard, parse_shard, shard_from_environment, shard_jobs
 
 
 def make_inputs(folder: Path, files: int, records: int = 40) -> Path:
@@ -144,7 +140,7 @@ def test_device_lists():
 
 def test_torchrun_rank_takes_its_own_gpu_in_the_library(tmp_path, monkeypatch):
     """`extract_files` itself maps LOCAL_RANK to cuda:N, so Python callers get it too."""
-    import fastesm_extract.config as config
+    import fastesm_extract.running.config as config
 
     asked = []
 
@@ -300,7 +296,7 @@ def test_a_killed_worker_loses_only_its_files_and_a_rerun_completes(cluster_chec
 
 
 def test_a_dead_workers_files_are_failed_unless_it_finished_them(tiny_model, tmp_path):
-    from fastesm_extract.parallel import _lost_files
+    from fastesm_extract.running.parallel import _lost_files
 
     folder = make_inputs(tmp_path / "in", 2, records=3)
     extract_files([folder / "output_0.fa"], tmp_path / "out", model=tiny_model, show_progress=False)

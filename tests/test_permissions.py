@@ -8,8 +8,8 @@ import torch
 from helpers import random_proteins, write_fasta
 
 from fastesm_extract import FAILURE_LOG_NAME, extract_files
-from fastesm_extract.api import extract_split
-from fastesm_extract.merge import merge_files
+from fastesm_extract.api.files import extract_split
+from fastesm_extract.merge.pairs import merge_files
 
 
 @pytest.fixture(params=[0o022, 0o002, 0o077])

@@ -8,11 +8,12 @@ import pytest
 import torch
 from helpers import random_proteins, write_fasta
 
-import fastesm_extract.api as api
-import fastesm_extract.config as config
-import fastesm_extract.pipeline as pipeline
+import fastesm_extract.api.files as api
+import fastesm_extract.extract.pipeline as pipeline
+import fastesm_extract.running.config as config
 from fastesm_extract import FAILURE_LOG_NAME, extract_fast_esm, extract_files, load_embeddings
-from fastesm_extract.jobs import InputError, plan_jobs
+from fastesm_extract.errors import InputError
+from fastesm_extract.running.sources import plan_jobs
 
 BAD_RECORDS = b">good1\nMKTAYIAK\n>empty\n\n>bad_char\nMK1T\n>good2\nQQLLA*\n"
 

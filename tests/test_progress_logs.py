@@ -9,11 +9,11 @@ import pytest
 from cluster_helpers import SECONDS_PER_BATCH
 from helpers import cli_command, random_proteins, subprocess_environment, write_fasta
 
-from fastesm_extract.config import ExtractionSettings
-from fastesm_extract.failures import FailureLog
-from fastesm_extract.jobs import plan_jobs
-from fastesm_extract.pipeline import Extractor
-from fastesm_extract.progress import LOG_INTERVAL_VARIABLE, RunProgress
+from fastesm_extract.disk.failures import FailureLog
+from fastesm_extract.extract.pipeline import Extractor
+from fastesm_extract.extract.progress import LOG_INTERVAL_VARIABLE, RunProgress
+from fastesm_extract.running.sources import plan_jobs
+from fastesm_extract.settings import ExtractionSettings
 
 PROGRESS_LINE = re.compile(
     r"progress: (\d+)/(\d+) files, (\d+) records embedded, \d+ records/s, "

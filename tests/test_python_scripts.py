@@ -15,9 +15,10 @@ from fastesm_extract import (
     embed_sequences,
     extract_fast_esm,
 )
-from fastesm_extract.call_model import models_by_name
-from fastesm_extract.config import ModelSpec
-from fastesm_extract.model import DEFAULT_MODEL, ModelLoadError
+from fastesm_extract.api.models import models_by_name
+from fastesm_extract.errors import ModelLoadError
+from fastesm_extract.model.load import DEFAULT_MODEL
+from fastesm_extract.running.config import ModelSpec
 
 SCRIPT_WITHOUT_GUARD = """\
 import sys

@@ -13,10 +13,11 @@ import torch
 from helpers import random_proteins, subprocess_environment, write_fasta
 
 from fastesm_extract import extract_fast_esm, extract_files, load_embeddings, load_model
-from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, main
+from fastesm_extract.cli.main import main
 from fastesm_extract.demo import build_demo_checkpoint
-from fastesm_extract.manifest import manifest_path
-from fastesm_extract.verify import verify_output
+from fastesm_extract.disk.layout import manifest_path
+from fastesm_extract.disk.verify import verify_output
+from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK
 
 
 def run(loaded, inputs, out, **options):
@@ -87,7 +88,7 @@ def test_an_output_of_another_dimension_without_manifest_is_stale_too(
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    import fastesm_extract.manifest as manifest
+    import fastesm_extract.disk.manifest as manifest
     from fastesm_extract import extract_files
 
     step, calls = sys.argv[4], []
@@ -151,7 +152,7 @@ def test_a_kill_at_any_step_of_writing_never_leaves_an_output_taken_as_finished(
 def test_a_full_disk_when_writing_the_manifest_fails_the_file_and_the_next_run_rebuilds_it(
     tiny_model, tmp_path, monkeypatch
 ):
-    import fastesm_extract.manifest as manifest
+    import fastesm_extract.disk.manifest as manifest
 
     fasta = write_fasta(tmp_path / "p.fa", random_proteins(4, 5, 30))
     real_write = manifest.write_manifest

@@ -10,8 +10,9 @@ from helpers import random_proteins
 from helpers import write_fasta as write_fasta_here
 
 from fastesm_extract import InputError, extract_fast_esm
-from fastesm_extract.cli import EXIT_USAGE, main
-from fastesm_extract.same_file import refuse_writing_over_inputs
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.same_file import refuse_writing_over_inputs
+from fastesm_extract.errors import EXIT_USAGE
 
 
 def write_fasta(path: Path, records) -> Path:

@@ -19,7 +19,7 @@ from helpers import (
 )
 
 from fastesm_extract import extract_files
-from fastesm_extract.verify import verify_output
+from fastesm_extract.disk.verify import verify_output
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,9 @@ from cluster_helpers import SECONDS_PER_BATCH, esm_outputs, leftovers, write_rea
 from helpers import subprocess_environment
 from slurm_cluster import SlurmCluster, start_cluster
 
-from fastesm_extract.jobs import InputError, plan_jobs
-from fastesm_extract.shards import Shard, shard_from_environment, shard_jobs
+from fastesm_extract.errors import InputError
+from fastesm_extract.running.shards import Shard, shard_from_environment, shard_jobs
+from fastesm_extract.running.sources import plan_jobs
 
 pytestmark = pytest.mark.slurm
 

@@ -20,7 +20,7 @@ import yaml
 from cluster_helpers import SECONDS_PER_BATCH
 from helpers import random_proteins, subprocess_environment, write_fasta
 
-from fastesm_extract.manifest import is_complete, read_manifest
+from fastesm_extract.disk.manifest import is_complete, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"

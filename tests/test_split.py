@@ -9,10 +9,10 @@ import torch
 from helpers import random_proteins, write_fasta
 
 from fastesm_extract import extract_fast_esm, read_fasta
-from fastesm_extract.api import extract_split
-from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
-from fastesm_extract.fasta import FastaError
-from fastesm_extract.split import iter_parts, split_fasta
+from fastesm_extract.api.files import extract_split
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.split import iter_parts, split_fasta
+from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, FastaError
 
 # Preamble before the first header, wrapped and blank lines, an empty header, no final newline.
 AWKWARD = (

@@ -8,10 +8,11 @@ import pytest
 from helpers import finished_outputs as outputs
 from helpers import random_proteins, subprocess_environment, write_fasta
 
-from fastesm_extract.api import extract_split
-from fastesm_extract.cli import EXIT_OK, main
-from fastesm_extract.config import resolve_config
-from fastesm_extract.manifest import read_manifest
+from fastesm_extract.api.files import extract_split
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.manifest import read_manifest
+from fastesm_extract.errors import EXIT_OK
+from fastesm_extract.running.config import resolve_config
 
 ENV = subprocess_environment()
 

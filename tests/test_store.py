@@ -3,9 +3,8 @@ import os
 import pytest
 import torch
 
-from fastesm_extract import store
-from fastesm_extract.store import (
-    OutputError,
+import fastesm_extract.disk.store as store
+from fastesm_extract.disk.store import (
     embeddings_from_block,
     finite_rows,
     load_embeddings,
@@ -13,6 +12,7 @@ from fastesm_extract.store import (
     validate_block,
     validate_embeddings,
 )
+from fastesm_extract.errors import OutputError
 
 
 def test_saved_output_has_exactly_two_keys_and_loads_with_weights_only(tmp_path):

@@ -11,7 +11,8 @@ import pytest
 import torch
 from fast_esm_checkpoint import build_fast_esm_checkpoint
 
-from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, main
+from fastesm_extract.cli.main import main
+from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK, EXIT_USAGE
 
 RECORDS = (
     ">plain\nMKTAYIAKQR\n"

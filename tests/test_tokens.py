@@ -5,8 +5,8 @@ import pytest
 from transformers import EsmTokenizer
 
 from fastesm_extract.demo import ESM_VOCAB
-from fastesm_extract.fasta import clean_sequence
-from fastesm_extract.tokens import (
+from fastesm_extract.disk.fasta import clean_sequence
+from fastesm_extract.model.tokens import (
     UNKNOWN_LETTER_AS_UNK,
     UNKNOWN_REFUSED,
     UNKNOWN_RUN_AS_ONE_UNK,

@@ -4,9 +4,10 @@ import torch
 from helpers import random_proteins, write_fasta
 
 from fastesm_extract import extract_files
-from fastesm_extract.cli import EXIT_FAILURES, EXIT_OK, main
-from fastesm_extract.store import save_embeddings_atomic
-from fastesm_extract.verify import verify_output
+from fastesm_extract.cli.main import main
+from fastesm_extract.disk.store import save_embeddings_atomic
+from fastesm_extract.disk.verify import verify_output
+from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK
 
 
 def make_output(tiny_model, tmp_path, count=6):

@@ -5,9 +5,15 @@ they raise. The rest (the engine in `pipeline`, the writers in `store` and `merg
 planner) is reached through these and may change between versions.
 """
 
-from .api import extract_fast_esm, extract_files, extract_split
-from .config import ExtractionSettings, ModelSpec, RunConfig, resolve_config
-from .errors import (
+from fastesm_extract.api.files import extract_fast_esm, extract_files, extract_split
+from fastesm_extract.api.sequences import SequenceEmbeddings, embed_sequences
+from fastesm_extract.disk.failures import RecordFailure
+from fastesm_extract.disk.fasta import ProteinRecord, read_fasta
+from fastesm_extract.disk.layout import FAILURE_LOG_NAME
+from fastesm_extract.disk.split import SplitPart, split_fasta
+from fastesm_extract.disk.store import load_embeddings
+from fastesm_extract.disk.verify import VerifyReport, verify_output
+from fastesm_extract.errors import (
     ExtractError,
     FastaError,
     InputError,
@@ -16,23 +22,19 @@ from .errors import (
     OutputError,
     UsageError,
 )
-from .failures import RecordFailure
-from .fasta import ProteinRecord, read_fasta
-from .handoff import FileJob, FileResult, Status
-from .layout import FAILURE_LOG_NAME
-from .merge import MergeOutcome, MergeResult, merge_files
-from .merge_folder import merge_folder
-from .model import DEFAULT_MODEL, LoadedModel, load_model, prepare_model
-from .runner import run
-from .sequences import SequenceEmbeddings, embed_sequences
-from .shards import Shard, shard_from_environment
-from .sources import SplitSource, file_jobs
-from .split import SplitPart, split_fasta
-from .store import load_embeddings
-from .summary import RunSummary
-from .verify import VerifyReport, verify_output
-
-__version__ = "0.1.0"
+from fastesm_extract.merge.folders import MergeOutcome, merge_folder
+from fastesm_extract.merge.merged_file import MergeResult
+from fastesm_extract.merge.pairs import merge_files
+from fastesm_extract.model.load import DEFAULT_MODEL, LoadedModel, load_model, prepare_model
+from fastesm_extract.results import FileJob, FileResult, RunSummary, Status
+from fastesm_extract.running.config import ModelSpec, RunConfig, resolve_config
+from fastesm_extract.running.runner import run
+from fastesm_extract.running.shards import Shard, shard_from_environment
+from fastesm_extract.running.sources import SplitSource, file_jobs
+from fastesm_extract.settings import (
+    ExtractionSettings,
+    __version__,  # noqa: F401
+)
 
 __all__ = [
     # front ends: what a user calls (file_jobs and SplitSource are job sources for `run`)

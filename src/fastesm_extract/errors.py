@@ -8,7 +8,9 @@ from (a bad record, file or batch) never reach the command line: they are in its
 
 from __future__ import annotations
 
-from .exit_codes import EXIT_FAILURES, EXIT_USAGE
+import sys
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3  # 129/130/143: signals.py
 
 
 class ExtractError(Exception):
@@ -41,3 +43,8 @@ class OutputError(ExtractError):
 
 class MergeError(ExtractError):
     """The inputs cannot be merged; the message names the file and the reason."""
+
+
+def usage_error(message: str, command: str = "fastesm-extract") -> int:
+    print(f"{command}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE

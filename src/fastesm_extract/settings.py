@@ -42,3 +42,6 @@ LOCK_STALE_VARIABLE = "FASTESM_EXTRACT_LOCK_STALE_S"
 def lock_stale_after_s() -> float:
     """Seconds after which a lock nobody renewed is stale (`FASTESM_EXTRACT_LOCK_STALE_S`)."""
     return float(os.environ.get(LOCK_STALE_VARIABLE, LOCK_STALE_AFTER_S_DEFAULT))
+
+
+__version__ = "0.1.0"

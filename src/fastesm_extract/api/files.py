@@ -1,0 +1,218 @@
+"""Python front ends: the VirNucPro drop-in `extract_fast_esm`, many-files `extract_files`
+and one large FASTA `extract_split`. Each builds a `RunConfig`, picks a job source, runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from fastesm_extract.api.models import model_for_call, models_by_name
+from fastesm_extract.disk.currency import ModelIdentity
+from fastesm_extract.disk.failures import FailureLog
+from fastesm_extract.disk.layout import manifest_path
+from fastesm_extract.disk.manifest import Provenance
+from fastesm_extract.disk.resume import BUILD, INVALID, STALE
+from fastesm_extract.disk.same_file import refuse_writing_over_inputs
+from fastesm_extract.disk.split import SplitPart
+from fastesm_extract.disk.store import load_embeddings
+from fastesm_extract.extract.pipeline import Extractor
+from fastesm_extract.model.load import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel
+from fastesm_extract.results import FileJob, RunSummary
+from fastesm_extract.running.config import resolve_config
+from fastesm_extract.running.examine import examine_job
+from fastesm_extract.running.runner import run
+from fastesm_extract.running.shards import Shard
+from fastesm_extract.running.sources import SplitSource, file_jobs
+from fastesm_extract.settings import (
+    DEFAULT_DEVICE,
+    DEFAULT_TOKS_PER_BATCH,
+    DEFAULT_TRUNCATION_SEQ_LENGTH,
+    ExtractionSettings,
+)
+
+log = logging.getLogger("fastesm_extract")
+
+
+def call_identity(
+    loaded: LoadedModel | None, settings: ExtractionSettings, device: str
+) -> ModelIdentity:
+    """What makes this call's output current; for the default model, known without loading
+    it unless it is loaded already (on this call's device)."""
+    trunc, toks = settings.truncation_seq_length, settings.toks_per_batch
+    loaded = loaded or models_by_name.loaded(DEFAULT_MODEL, device)
+    if loaded is not None:
+        return Provenance.of(loaded, trunc, toks).identity
+    return ModelIdentity(
+        model_id=DEFAULT_MODEL, hidden_size=DEFAULT_HIDDEN_SIZE, truncation_seq_length=trunc
+    )
+
+
+def finished_output(
+    job: FileJob, loaded: LoadedModel | None, settings: ExtractionSettings, device: str
+) -> tuple[list[str], list[torch.Tensor]] | None:
+    """The contents of `job.output` when the CLI would keep it (valid and current, or stale
+    without `redo_stale`); None when it must be computed."""
+    if settings.overwrite or not job.output.exists():
+        return None
+    existing = examine_job(job, call_identity(loaded, settings, device), settings)
+    if existing.verdict in (BUILD, INVALID):
+        if existing.reason and existing.verdict == BUILD:
+            log.warning("existing output %s will be rebuilt: %s", job.output, existing.reason)
+        return None
+    if existing.verdict == STALE:
+        log.warning("%s is %s: kept; redo_stale=True rebuilds it", job.output, existing.reason)
+    else:
+        log.info("%s: valid output exists, not recomputed", job.output)
+    return load_embeddings(job.output)
+
+
+def extract_fast_esm(
+    fasta_file: str | Path,
+    out_file: str | Path | None = None,
+    model: str | torch.nn.Module | LoadedModel | None = None,
+    tokenizer: object | None = None,
+    truncation_seq_length: int = DEFAULT_TRUNCATION_SEQ_LENGTH,
+    toks_per_batch: int = DEFAULT_TOKS_PER_BATCH,
+    *,
+    device: str | None = None,
+    failure_log: str | Path | None = None,
+    overwrite: bool = False,
+    redo_stale: bool = False,
+    compile: bool = False,
+    compile_cache: str | Path | None = None,
+) -> tuple[list[str], list[torch.Tensor]]:
+    """Embed one FASTA file; drop-in for VirNucPro's `units.extract_fast_esm`.
+
+    Returns `(proteins, data)`: record IDs in FASTA order and float32 tensors of shape
+    `(hidden_size,)`. With `out_file`, also writes `{'proteins', 'data'}` there atomically,
+    with its manifest `<out_file>.json`, unless no record could be embedded. An `out_file`
+    that already exists, loads and validates is returned as it is, without running (or
+    loading) the model, as the CLI skips it; a stale one (another input, model, hidden size
+    or setting) is reported and returned too unless `redo_stale`; an invalid or unfinished
+    one is rebuilt; `overwrite` recomputes.
+    `model`/`tokenizer` are a preloaded Hugging Face model (SDPA) and its tokenizer (without
+    one: the model's `tokenizer` attribute, else its checkpoint's), or a `LoadedModel`; or
+    `model` is a hub ID or folder. A model given by name, or FastESM2_650 without `model`, is
+    loaded once per process on `device` (default "cuda"; "cpu" on purpose). Bad records are
+    skipped and appended to `failure_log` (default `./extraction_failures.log`); a file that
+    cannot be read raises `FastaError`, and so does a file whose every record is invalid
+    (`NoUsableRecordsError`), after its records are appended to the log as the CLI does.
+    `compile` runs the forward through torch.compile (see `extract_files`); called once per
+    file, later calls reuse the compiled graphs.
+    """
+    device = str(device) if device is not None else None
+    config = resolve_config(
+        model=DEFAULT_MODEL if model is None else model,
+        tokenizer=tokenizer,
+        device=device or DEFAULT_DEVICE,
+        toks_per_batch=toks_per_batch,
+        truncation_seq_length=truncation_seq_length,
+        overwrite=overwrite,
+        redo_stale=redo_stale,
+        failure_log=failure_log,
+        show_progress=False,
+        compile=compile,
+        compile_cache=compile_cache,
+    )
+    outputs = [out_file, manifest_path(out_file)] if out_file is not None else []
+    refuse_writing_over_inputs(
+        [fasta_file], [config.failure_log, *outputs], "give another out_file"
+    )
+    loaded = None if model is None else model_for_call(model, tokenizer, device)
+    job = FileJob(Path(fasta_file), Path(out_file) if out_file is not None else None)
+    if job.output is not None:  # a current output is returned without loading the model
+        finished = finished_output(job, loaded, config.settings, config.devices[0])
+        if finished is not None:
+            return finished
+    loaded = loaded or model_for_call(None, device=device)
+    failures = FailureLog(config.failure_log)
+    # A one-job run: the same claim -> prepare -> compute -> publish as every entry point.
+    extractor = Extractor(loaded, config.settings, failures, show_progress=False, raise_errors=True)
+    return extractor.embed_one(job)
+
+
+def extract_files(
+    inputs: Sequence[str | Path],
+    output_dir: str | Path | None = None,
+    *,
+    model: str | torch.nn.Module | LoadedModel = DEFAULT_MODEL,
+    tokenizer: object | None = None,
+    revision: str | None = None,
+    dtype: str | None = None,
+    device: str = DEFAULT_DEVICE,
+    devices: str | Sequence[str] | None = None,
+    shard: Shard | str | None = None,
+    toks_per_batch: int = DEFAULT_TOKS_PER_BATCH,
+    truncation_seq_length: int = DEFAULT_TRUNCATION_SEQ_LENGTH,
+    overwrite: bool = False,
+    redo_stale: bool = False,
+    accept_invalid: bool = False,
+    accept_stale: bool = False,
+    failure_log: str | Path | None = None,
+    show_progress: bool = True,
+    compile: bool = False,
+    compile_cache: str | Path | None = None,
+) -> RunSummary:
+    """Embed many FASTA files (or folders of them) with the model loaded once per device.
+
+    The keywords are `resolve_config`'s, which says what each means: `model` (hub ID,
+    folder, module or `LoadedModel`), `tokenizer`, `revision`, `dtype`, `device` or
+    `devices`, `shard`, `toks_per_batch`, `truncation_seq_length`, `overwrite`,
+    `redo_stale`, `accept_invalid`, `accept_stale`, `failure_log`, `show_progress`,
+    `compile` (run the forward through torch.compile: worth it for long GPU runs; manifests
+    record it) and `compile_cache` (the folder of its on-disk caches, which later runs and
+    workers reuse).
+
+    Outputs go beside each input, or under `output_dir` keeping folder layout. Current
+    outputs are skipped unless `overwrite` (the model is not loaded when nothing needs
+    computing); an output whose input changed is rebuilt; one of another model or truncation
+    is kept as stale (`summary.ok` False unless `accept_stale`), or rebuilt with
+    `redo_stale`; with `accept_invalid`, records that failed for an input reason leave
+    `summary.ok` True. `summary.to_dict()` is what `--summary-json` writes.
+    Reading and writing overlap with compute. With several `devices` (the model given by
+    name), one worker process per device takes files as it frees up; with a `shard`, only
+    that share of the files is done, and a torchrun shard (`shard_from_environment()`) puts
+    the default device "cuda" on the rank's own GPU, `cuda:LOCAL_RANK`.
+    """
+    config = resolve_config(
+        log_dir=output_dir,
+        model=model,
+        tokenizer=tokenizer,
+        revision=revision,
+        dtype=dtype,
+        device=device,
+        devices=devices,
+        shard=shard,
+        toks_per_batch=toks_per_batch,
+        truncation_seq_length=truncation_seq_length,
+        overwrite=overwrite,
+        redo_stale=redo_stale,
+        accept_invalid=accept_invalid,
+        accept_stale=accept_stale,
+        failure_log=failure_log,
+        show_progress=show_progress,
+        compile=compile,
+        compile_cache=compile_cache,
+    )
+    return run(file_jobs(list(inputs), output_dir, config.failure_log), config)
+
+
+def extract_split(
+    fasta: str | Path, output_dir: str | Path, records_per_part: int, **options
+) -> tuple[list[SplitPart], RunSummary]:
+    """Embed one large FASTA as `output_dir/output_1_ESM.pt`, `output_2_ESM.pt`, ...
+
+    Parts of `records_per_part` records (VirNucPro's `split_fasta_file()` assignment) are
+    written to `output_dir/parts/`, then embedded; `options` are `extract_files`' (model,
+    devices, shard, settings, ...). With one
+    device the model is loaded first, so a model problem is reported before any splitting.
+    Returns the parts and the run's summary. Raises `InputError` when `fasta` is not a file
+    and `FastaError` when it is not FASTA.
+    """
+    config = resolve_config(log_dir=output_dir, **options)
+    source = SplitSource(fasta, output_dir, records_per_part, config.failure_log)
+    summary = run(source.jobs, config)
+    return source.parts, summary

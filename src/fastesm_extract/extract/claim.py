@@ -1,0 +1,69 @@
+"""Claim a job's output before building it: the resume verdict, taken before and again under
+the output's lock, the lock itself, and the cleanup of a killed run's leftovers.
+
+    with claim_output(job, examine, locks, failure_log) as claimed:
+        if isinstance(claimed, FileResult):
+            return claimed  # kept (current or stale), invalid input, or another run's
+        prepared = prepare_file(job, ..., claimed.contents)  # the lock is held
+        claimed.hand_over()  # the writer releases it once the file is written
+
+Leaving the block without `hand_over()` (an error, a file that fails) releases the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from fastesm_extract.disk.fasta import FastaContents, read_fasta
+from fastesm_extract.disk.locks import OutputLocks
+from fastesm_extract.disk.manifest import sha256_of
+from fastesm_extract.disk.resume import BUILD, ExistingOutput
+from fastesm_extract.disk.store import remove_leftover_temporaries
+from fastesm_extract.extract.handoff import Claim
+from fastesm_extract.extract.prepare import can_skip_reading
+from fastesm_extract.extract.publish import kept_result
+from fastesm_extract.results import LOCKED, FileJob, FileResult
+
+log = logging.getLogger("fastesm_extract")
+
+Examine = Callable[[FileJob, str, FastaContents | None], ExistingOutput]
+
+
+@contextlib.contextmanager
+def claim_output(
+    job: FileJob, examine: Examine, locks: OutputLocks, failure_log: Path
+) -> Iterator[Claim | FileResult]:
+    """A `Claim` on `job.output`, or the `FileResult` of an output this run leaves alone.
+
+    A job without output (embedded in memory) has nothing to examine or lock: claimed."""
+    if job.output is None:
+        yield Claim(job, None, "")
+        return
+    # One read per input: hashed while parsed, unless only the hash may be needed.
+    contents = None if can_skip_reading(job) else read_fasta(job.fasta)
+    input_sha256 = contents.sha256 if contents else sha256_of(job.fasta)
+    # Examined before locking: finished outputs are skipped without taking a lock.
+    if (existing := examine(job, input_sha256, contents)).verdict != BUILD:
+        yield kept_result(job, existing, failure_log)
+        return
+    if (holder := locks.try_acquire(job.output)) is not None:
+        log.warning("%s is being computed by %s: skipped", job.output, holder)
+        yield FileResult(job=job, status=LOCKED, message=f"being computed by {holder}")
+        return
+    claim = None
+    try:
+        # Examined again under the lock: another run may have finished it meanwhile.
+        if (existing := examine(job, input_sha256, contents)).verdict != BUILD:
+            yield kept_result(job, existing, failure_log)
+            return
+        if existing.reason:
+            log.warning("existing output %s will be rebuilt: %s", job.output, existing.reason)
+        remove_leftover_temporaries(job.output)  # ours to remove: this run holds the lock
+        claim = Claim(job, contents, existing.reason)
+        yield claim
+    finally:
+        if claim is None or not claim.handed_over:
+            locks.release(job.output)

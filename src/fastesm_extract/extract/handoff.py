@@ -1,0 +1,72 @@
+"""The hand-offs of the one per-file path, in the order a file passes them:
+
+    FileJob -> Claim -> PreparedFile -> ComputedFile -> FileOutput -> FileResult
+    (source)   (claim)  (prepare)        (compute)       (publish)     (summary)
+
+Each stage takes the one before and gives the next; `pipeline.Extractor` chains them for
+every entry point. `FileJob` and `FileResult`, which every run reports, live in `results`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from fastesm_extract.disk.failures import RecordFailure
+from fastesm_extract.results import FileJob
+
+if TYPE_CHECKING:
+    from fastesm_extract.disk.fasta import FastaContents
+    from fastesm_extract.extract.batching import BatchInputs
+
+
+@dataclass
+class Claim:
+    """The right to build `job.output`: this run holds its lock."""
+
+    job: FileJob
+    contents: FastaContents | None  # the input, when it was read to be examined
+    reason: str  # why an existing output is replaced ("" for a new one)
+    handed_over: bool = False
+
+    def hand_over(self) -> None:
+        """The lock now belongs to whoever writes the file (released after publishing)."""
+        self.handed_over = True
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A file read, tokenized and batched, ready for the device."""
+
+    job: FileJob
+    contents: FastaContents
+    tokens: list[np.ndarray]  # residue token ids per record, truncated
+    batches: list[BatchInputs]
+    n_truncated: int
+    started: str = ""
+    rebuild_reason: str = ""  # why an existing output is being replaced, if one is
+
+
+@dataclass(frozen=True)
+class ComputedFile:
+    """Embeddings of a file on the CPU, one row per record in FASTA order."""
+
+    prepared: PreparedFile
+    block: torch.Tensor  # (n_records, hidden) float32
+    embedded: torch.Tensor  # (n_records,) bool: rows holding a valid embedding
+    failures: list[RecordFailure]  # compute-time failures, in addition to parse failures
+    compiled: bool = False  # every batch ran through the compiled forward
+
+
+@dataclass(frozen=True)
+class FileOutput:
+    """A file's checked embeddings in FASTA order, and every record that has none."""
+
+    proteins: list[str]
+    data: list[torch.Tensor]  # (hidden,) float32 each
+    failures: list[RecordFailure]  # parse failures, then compute failures
+    n_read: int
+    n_truncated: int = 0

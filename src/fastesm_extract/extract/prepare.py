@@ -1,0 +1,138 @@
+"""One FASTA file -> records -> token ids -> length-sorted batches, ready for the device."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import stat
+
+from fastesm_extract.disk.failures import FailureKind, RecordFailure
+from fastesm_extract.disk.fasta import FastaContents, ProteinRecord, read_fasta
+from fastesm_extract.errors import FastaError
+from fastesm_extract.extract.batching import SPECIAL_TOKENS_PER_SEQUENCE, collate, make_batches
+from fastesm_extract.extract.handoff import PreparedFile
+from fastesm_extract.model.load import LoadedModel
+from fastesm_extract.model.tokens import UNKNOWN_REFUSED, EsmAlphabet
+from fastesm_extract.results import FileJob
+from fastesm_extract.settings import ExtractionSettings
+
+log = logging.getLogger("fastesm_extract")
+
+
+def refuse_unknown_letters(contents: FastaContents, alphabet: EsmAlphabet) -> FastaContents:
+    """With a strict tokenizer, each record holding a letter it refuses fails alone
+    (`invalid_character`)."""
+    if alphabet.unknown != UNKNOWN_REFUSED:
+        return contents
+    kept: list[ProteinRecord] = []
+    failures = list(contents.failures)
+    for record in contents.records:
+        refused = alphabet.refused_letters(record.sequence)
+        if not refused:
+            kept.append(record)
+            continue
+        shown = ", ".join(repr(chr(letter)) for letter in sorted(set(refused))[:5])
+        message = f"sequence contains {shown}, which the model's tokenizer refuses (strict)"
+        failures.append(RecordFailure(record.id, FailureKind.INVALID_CHARACTER, message))
+    return dataclasses.replace(contents, records=kept, failures=failures)
+
+
+class NoUsableRecordsError(FastaError):
+    """Every record of the file failed; `contents` holds their failures."""
+
+    def __init__(self, contents: FastaContents) -> None:
+        failures = contents.failures
+        message = f"{contents.path} has no usable records ({len(failures)} failed)"
+        if failures and all(failure.kind == NUCLEOTIDE for failure in failures):
+            message = (
+                f"{contents.path} holds nucleotide sequences, not proteins: it looks like the "
+                "DNA side of the pair (give the protein FASTA, e.g. the six-frame translations)"
+            )
+        super().__init__(message)
+        self.contents = contents
+
+
+def prepare_file(
+    job: FileJob,
+    loaded: LoadedModel,
+    settings: ExtractionSettings,
+    contents: FastaContents | None = None,
+) -> PreparedFile:
+    """Read (unless `contents` is given), tokenize and batch one FASTA file.
+
+    Raises `FastaError` for an unusable file (`NoUsableRecordsError` when every record failed).
+    """
+    if contents is None:
+        contents = read_fasta(job.fasta)
+    contents = refuse_nucleotide_records(contents)
+    contents = refuse_unknown_letters(contents, loaded.alphabet)
+    if not contents.records:
+        raise NoUsableRecordsError(contents)
+    full = loaded.alphabet.encode([record.sequence for record in contents.records])
+    limit = settings.truncation_seq_length
+    n_truncated = sum(len(tokens) > limit for tokens in full)
+    tokens = [ids[:limit] for ids in full]
+    groups = make_batches(
+        [len(ids) + SPECIAL_TOKENS_PER_SEQUENCE for ids in tokens], settings.toks_per_batch
+    )
+    batches = [collate(loaded.alphabet, tokens, rows) for rows in groups]
+    if loaded.device.type == "cuda":
+        batches = [batch.pin_memory() for batch in batches]
+    return PreparedFile(job, contents, tokens, batches, n_truncated)
+
+
+def can_skip_reading(job: FileJob) -> bool:
+    """True when the input may be hashed alone first: an output exists that may be
+    finished, and the input is a regular file that can be read twice (not a pipe)."""
+    try:
+        return job.output.exists() and stat.S_ISREG(os.stat(job.fasta).st_mode)
+    except OSError:
+        return False
+
+
+def warn_about_records(prepared: PreparedFile, settings: ExtractionSettings) -> None:
+    contents = prepared.contents
+    if contents.duplicate_ids:
+        shown = ", ".join(contents.duplicate_ids[:5])
+        log.warning(
+            "%s: %d duplicate IDs kept in order (merge_data() keeps the last): %s",
+            contents.path,
+            len(contents.duplicate_ids),
+            shown,
+        )
+    if prepared.n_truncated:
+        log.warning(
+            "%s: %d sequences longer than %d residues were truncated",
+            contents.path,
+            prepared.n_truncated,
+            settings.truncation_seq_length,
+        )
+
+
+NUCLEOTIDE = FailureKind.NUCLEOTIDE_SEQUENCE
+MIN_LENGTH = 20
+_NUCLEOTIDE_LETTERS = b"ACGTUN"
+
+
+def looks_like_nucleotides(sequence: bytes) -> bool:
+    """True for a cleaned sequence of at least `MIN_LENGTH` letters, all of ACGTUN."""
+    return len(sequence) >= MIN_LENGTH and not sequence.translate(None, _NUCLEOTIDE_LETTERS)
+
+
+def refuse_nucleotide_records(contents: FastaContents) -> FastaContents:
+    """`contents` with every nucleotide-looking record moved to the failures."""
+    kept: list[ProteinRecord] = []
+    refused: list[RecordFailure] = []
+    for record in contents.records:
+        if looks_like_nucleotides(record.sequence):
+            message = (
+                f"looks like DNA/RNA, not protein ({len(record.sequence)} letters, all of "
+                "A, C, G, T, U, N): give the protein FASTA (the translated frames)"
+            )
+            refused.append(RecordFailure(record.id, NUCLEOTIDE, message))
+        else:
+            kept.append(record)
+    if not refused:
+        return contents
+    return dataclasses.replace(contents, records=kept, failures=[*contents.failures, *refused])

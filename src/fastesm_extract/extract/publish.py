@@ -1,0 +1,187 @@
+"""Publish one file: output + manifest written as one unit, failure-log lines, the result.
+
+Every entry point (the many-files pipeline and the drop-in `extract_fast_esm`) writes
+through here, so an output, its manifest and its failure-log lines always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastesm_extract.disk.failures import (
+    WHOLE_FILE,
+    FailureLog,
+    RecordFailure,
+    is_input_failure,
+)
+from fastesm_extract.disk.fasta import FastaContents
+from fastesm_extract.disk.manifest import (
+    FAILED_INPUT,
+    ManifestError,
+    Provenance,
+    build_manifest,
+    load_manifest,
+    save_output_and_manifest,
+    write_manifest,
+)
+from fastesm_extract.disk.manifest_schema import InputRead
+from fastesm_extract.disk.resume import FINISHED, INVALID, ExistingOutput
+from fastesm_extract.extract.handoff import FileOutput
+from fastesm_extract.results import FAILED, SKIPPED, WRITTEN, FileJob, FileResult, Status
+
+log = logging.getLogger("fastesm_extract")
+
+
+def publish(
+    job: FileJob,
+    output: FileOutput,
+    provenance: Provenance,
+    source: InputRead,
+    started: str,
+    failure_log: FailureLog,
+    write: bool = True,
+) -> FileResult:
+    """Write `job.output` and its manifest (unless `write` is False or no record was
+    embedded), then log the failed records. Raises `OSError` when the output cannot be
+    written: nothing is logged then, the caller decides (see `file_failed`)."""
+    proteins, failures, n_read = output.proteins, output.failures, output.n_read
+    if write and proteins:  # a file with no embedding writes no output
+        manifest = build_manifest(provenance, source, n_read, len(proteins), failures, started)
+        save_output_and_manifest(job.output, proteins, output.data, manifest)
+    failure_log.record_many(job.fasta, failures)
+    n_invalid = sum(is_input_failure(failure.kind) for failure in failures)
+    if not proteins:
+        message = f"none of its {n_read} records could be embedded: no output written"
+        log.error("%s: %s (see %s)", job.fasta, message, failure_log.path)
+        kinds = tuple(str(failure.kind) for failure in failures)
+        return FileResult(
+            job=job,
+            status=FAILED,
+            n_read=n_read,
+            n_embedded=0,
+            n_failed=n_read,
+            message=message,
+            n_invalid=n_invalid,
+            failed_kinds=kinds,
+        )
+    if failures:
+        log.warning(
+            "%s: %d of %d records failed (see %s)",
+            job.fasta,
+            len(failures),
+            n_read,
+            failure_log.path,
+        )
+    return FileResult(
+        job=job,
+        status=WRITTEN,
+        n_read=n_read,
+        n_embedded=len(proteins),
+        n_failed=len(failures),
+        n_truncated=output.n_truncated,
+        n_invalid=n_invalid,
+        failed_kinds=tuple(str(failure.kind) for failure in failures),
+    )
+
+
+def file_failed(
+    job: FileJob,
+    kind: str,
+    message: str,
+    failure_log: FailureLog,
+    n_read: int = 0,
+    record_failures: list[RecordFailure] | None = None,
+) -> FileResult:
+    """A whole file failed: one failure-log line, one error, a FAILED result. Its records
+    count as failed by their own kinds when known (`record_failures`), else by `kind`."""
+    failure_log.record(job.fasta, RecordFailure(WHOLE_FILE, kind, message))
+    log.error("%s: %s", job.fasta, message)
+    kinds = tuple(str(f.kind) for f in record_failures) if record_failures else (kind,) * n_read
+    n_invalid = sum(is_input_failure(k) for k in kinds) if record_failures else 0
+    return FileResult(
+        job=job,
+        status=FAILED,
+        n_read=n_read,
+        n_failed=n_read,
+        message=message,
+        n_invalid=n_invalid,
+        failed_kinds=kinds,
+    )
+
+
+def record_invalid_input(
+    job: FileJob, contents: FastaContents, provenance: Provenance, started: str
+) -> None:
+    """Remember that none of this input's records is valid (a "failed" manifest, no output),
+    so that a rerun reports it again without logging every record again.
+
+    Only where no output exists: an output of an earlier input stays with its own manifest
+    (and is rebuilt, failing again, while the input stays invalid)."""
+    if job.output is None or job.output.exists():
+        return
+    if not all(is_input_failure(f.kind) for f in contents.failures):
+        return
+    try:
+        existing = load_manifest(job.output)
+        if existing is not None and existing.state != FAILED_INPUT:
+            return
+        manifest = build_manifest(
+            provenance,
+            contents.source,
+            contents.n_read,
+            0,
+            contents.failures,
+            started,
+            state=FAILED_INPUT,
+        )
+        write_manifest(job.output, manifest)
+    except (OSError, ManifestError) as error:  # only a convenience: never fails the file
+        log.warning("%s: cannot record that its input is invalid: %s", job.output, error)
+
+
+def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> FileResult:
+    """The result for an output that is kept: finished (SKIPPED), STALE, or an input that is
+    still all invalid (FAILED, reported without logging its records again)."""
+    if existing.verdict == INVALID:
+        message = (
+            f"none of its {existing.n_read} records is valid input (unchanged since they were "
+            f"logged in {failure_log}): no output"
+        )
+        log.error("%s: %s", job.fasta, message)
+        n = existing.n_invalid
+        return FileResult(
+            job=job,
+            status=FAILED,
+            n_read=existing.n_read,
+            n_failed=n,
+            n_invalid=n,
+            message=message,
+            failed_kinds=existing.invalid_kinds,
+        )
+    if existing.verdict != FINISHED:
+        log.warning(
+            "%s is %s: kept; --redo-stale rebuilds it, --accept-stale accepts it",
+            job.output,
+            existing.reason,
+        )
+        return FileResult(
+            job=job, status=Status.STALE, message=existing.reason.removeprefix("stale: ")
+        )
+    if existing.n_invalid:
+        log.warning(
+            "%s: %d records failed for an input reason (listed in %s and its manifest)",
+            job.fasta,
+            existing.n_invalid,
+            failure_log,
+        )
+    message = "valid output exists" + (f" ({existing.reason})" if existing.reason else "")
+    n = existing.n_invalid
+    return FileResult(
+        job=job,
+        status=SKIPPED,
+        n_failed=n,
+        n_invalid=n,
+        message=message,
+        failed_kinds=existing.invalid_kinds,
+    )

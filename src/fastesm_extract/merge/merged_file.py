@@ -1,0 +1,187 @@
+"""A merged file's manifest (`x_merged.pt.json`) and the verdict on an existing merged file.
+
+A merged file follows the rule of every output (see `currency`): it records what it was made
+from (both inputs' hashes and widths, the ESM model when known, the label) and the merged
+file it describes (size, hash). Current when both inputs and the label are unchanged;
+rebuilt when an input changed; an old merged file without manifest is compared with the
+merge of its inputs: equal -> adopted; an input newer than it -> rebuilt; another width
+(another model's features) -> stale; otherwise rebuilt.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from fastesm_extract.disk.layout import manifest_path
+from fastesm_extract.disk.manifest import (
+    COMPLETE,
+    FORMAT_VERSION,
+    ManifestError,
+    file_identity,
+    read_manifest,
+    read_manifest_json,
+    sha256_of,
+    utc_now,
+    write_manifest,
+)
+from fastesm_extract.disk.store import atomic_write, load_weights_only
+
+log = logging.getLogger("fastesm_extract")
+
+MERGED_KIND = "merged"
+
+
+def _esm_model(esm: Path) -> str | None:
+    try:
+        manifest = read_manifest(esm)
+    except ManifestError:
+        return None
+    return (manifest or {}).get("model", {}).get("id")
+
+
+def write_merged_manifest(output: Path, dnabert_s: Path, esm: Path, result: MergeResult) -> None:
+    width = int(result.data.shape[1])
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "kind": MERGED_KIND,
+        "state": COMPLETE,
+        "inputs": {
+            "dnabert_s": {
+                "path": str(dnabert_s),
+                **file_identity(dnabert_s),
+                "width": width - result.hidden_size,
+            },
+            "esm": {
+                "path": str(esm),
+                **file_identity(esm),
+                "width": result.hidden_size,
+                "model": _esm_model(esm),
+            },
+        },
+        "labels": result.labels,
+        "rows": len(result.ids),
+        "width": width,
+        "output": file_identity(output),
+        "finished": utc_now(),
+    }
+    write_manifest(output, manifest)
+
+
+def forget_merged_manifest(output: str | Path) -> None:
+    manifest_path(output).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class MergedVerdict:
+    """What to do with an existing merged file: "current", "build" or "stale", and why."""
+
+    action: str
+    reason: str = ""
+
+
+def _read(output: Path) -> dict | None:
+    """The merged file's manifest; None when absent, {} when unusable (so rebuilt)."""
+    try:
+        content = read_manifest_json(output)
+    except ManifestError:
+        return {}
+    return content if content is None or isinstance(content, dict) else {}
+
+
+def examine_merged(
+    output: Path, dnabert_s: Path, esm: Path, labels: list[int] | None, merge: callable
+) -> MergedVerdict:
+    """The verdict on `output` for a merge of these inputs; `merge()` computes the merge
+    (only called for a merged file without manifest)."""
+    if not output.exists():
+        return MergedVerdict("build")
+    manifest = _read(output)
+    if manifest is None:
+        return _without_manifest(output, (dnabert_s, esm), labels, merge)
+    if manifest.get("kind") != MERGED_KIND or manifest.get("state") != COMPLETE:
+        return MergedVerdict("build", "its manifest is damaged or unfinished")
+    if manifest.get("output") != file_identity(output):
+        return MergedVerdict("build", "it is not the merged file its manifest describes")
+    inputs = manifest.get("inputs") or {}
+    for side, path in (("dnabert_s", dnabert_s), ("esm", esm)):
+        if (inputs.get(side) or {}).get("sha256") != sha256_of(path):
+            name = "DNABERT-S" if side == "dnabert_s" else "ESM"
+            return MergedVerdict("build", f"its {name} input changed since it was made")
+    if manifest.get("labels") != labels:
+        return MergedVerdict("build", f"labels {manifest.get('labels')} != {labels}")
+    return MergedVerdict("current")
+
+
+def _without_manifest(
+    output: Path, inputs: tuple[Path, Path], labels: list[int] | None, merge: callable
+) -> MergedVerdict:
+    """An old merged file (the original pipeline's, or from before manifests): current when
+    equal to its inputs' merge; rebuilt when an input is newer than it (re-extracted since);
+    otherwise stale when of another width (another model's features), else rebuilt."""
+    try:
+        content = load_weights_only(output)
+        old = content["data"]
+        old_ids = content["ids"]
+    except Exception:  # noqa: BLE001 - an unloadable or odd merged file is simply redone
+        return MergedVerdict("build", "it does not load as a merged file")
+    if not isinstance(old, torch.Tensor) or old.layout != torch.strided or old.dim() != 2:
+        return MergedVerdict("build", "it does not hold a dense (rows, width) block")
+    result = merge()
+    width = int(result.data.shape[1])
+    same = (
+        old_ids == result.ids
+        and content.get("labels") == labels
+        and old.dtype == result.data.dtype
+        and torch.equal(old, result.data)
+    )
+    if same:
+        return MergedVerdict("current", "no manifest: equal to the merge of its inputs")
+    made = output.stat().st_mtime
+    if newer := [path.name for path in inputs if path.stat().st_mtime > made]:
+        return MergedVerdict("build", f"{' and '.join(newer)} changed since it was made")
+    if old.shape[1] != width:
+        return MergedVerdict(
+            "stale", f"{old.shape[1]} wide (another model), its inputs now merge to {width}"
+        )
+    return MergedVerdict("build", "no manifest, and not the merge of its inputs as they are now")
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """Merged embeddings of one DNABERT-S/ESM pair, rows in DNABERT-S order."""
+
+    ids: list[str]
+    data: torch.Tensor  # (n, 768 + hidden_size) float32
+    labels: list[int] | None  # [1] viral, [0] host, None unlabelled
+    hidden_size: int  # of the ESM side
+    missing_in_esm: list[str] = field(default_factory=list)  # DNABERT-S IDs without ESM row
+    missing_in_dnabert_s: list[str] = field(default_factory=list)  # ESM IDs without DNABERT-S
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing_in_esm and not self.missing_in_dnabert_s
+
+    def to_virnucpro(self) -> dict:
+        """The dict `merge_data()` saves: `{'ids', 'data'}` (+ `'labels'` when labelled)."""
+        content: dict = {"ids": self.ids, "data": self.data}
+        if self.labels is not None:
+            content["labels"] = self.labels
+        return content
+
+
+def save_merged_atomic(path: str | Path, result: MergeResult) -> None:
+    """Write the `merge_data()` dict of `result` to `path` atomically."""
+    content = result.to_virnucpro()
+    atomic_write(path, lambda handle: torch.save(content, handle))
+
+
+def write_merge(out_path: Path, dnabert_s_path: Path, esm_path: Path, result: MergeResult) -> None:
+    """The merged file and then its manifest; a kill in between leaves a merged file whose
+    manifest is gone, which the next run compares with its inputs' merge."""
+    forget_merged_manifest(out_path)  # the old one no longer describes what is written
+    save_merged_atomic(out_path, result)
+    write_merged_manifest(out_path, dnabert_s_path, esm_path, result)

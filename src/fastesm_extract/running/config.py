@@ -1,0 +1,164 @@
+"""One run configuration, built and resolved once, for the CLI, the Python API and workers.
+
+The plain settings and their defaults are in `settings.py` (a leaf: no model, no file
+system); this module resolves them against the world: devices, environment shards, the
+failure log's folder, the model. `resolve_config` turns what a front end was given (model
+name or object, `device` or `devices`, shard, settings, failure log) into a frozen
+`RunConfig`; everything below it (sources, runner, pipeline, worker processes) reads that
+object and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from fastesm_extract.disk.layout import FAILURE_LOG_NAME
+from fastesm_extract.errors import InputError, ModelLoadError
+from fastesm_extract.model.load import DEFAULT_MODEL, LoadedModel, load_model, prepare_model
+from fastesm_extract.running.shards import Shard, parse_shard, shard_from_environment
+from fastesm_extract.running.sources import check_failure_log
+from fastesm_extract.settings import (
+    DEFAULT_DEVICE,
+    DEFAULT_TOKS_PER_BATCH,
+    DEFAULT_TRUNCATION_SEQ_LENGTH,
+    ExtractionSettings,
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model of a run: a hub ID or folder (loaded per device), a preloaded Hugging Face
+    module (with its tokenizer), or a `LoadedModel`. Picklable when given by name."""
+
+    model: str | torch.nn.Module | LoadedModel = DEFAULT_MODEL
+    tokenizer: object | None = None
+    revision: str | None = None
+    dtype: str | None = None
+
+    @property
+    def by_name(self) -> bool:
+        return isinstance(self.model, str)
+
+    def load(self, device: str) -> LoadedModel:
+        """The model ready on `device` (a module or `LoadedModel` stays where it is)."""
+        if isinstance(self.model, LoadedModel):
+            return self.model
+        if isinstance(self.model, str):
+            return load_model(self.model, revision=self.revision, device=device, dtype=self.dtype)
+        return prepare_model(self.model, self.tokenizer)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs besides its jobs; see `resolve_config`."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    devices: tuple[str, ...] = (DEFAULT_DEVICE,)  # one worker process each when several
+    shard: Shard | None = None
+    settings: ExtractionSettings = field(default_factory=ExtractionSettings)
+    failure_log: Path = Path(FAILURE_LOG_NAME)
+    show_progress: bool = True
+
+
+def parse_devices(text: str) -> list[str]:
+    """`"all"` (every visible GPU) or a comma list such as `"cuda:0,cuda:1"` / `"cpu,cpu"`."""
+    if text.strip() == "all":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ModelLoadError("--devices all: no CUDA device is visible")
+        return [f"cuda:{index}" for index in range(count)]
+    devices = [part.strip() for part in text.split(",") if part.strip()]
+    if not devices:
+        raise InputError("--devices: give e.g. cuda:0,cuda:1 or all")
+    return check_devices(devices)
+
+
+def check_devices(devices: list[str]) -> list[str]:
+    """`devices` unchanged when each names a CUDA device or the CPU; InputError otherwise."""
+    for device in devices:
+        try:
+            kind = torch.device(device).type
+        except (RuntimeError, TypeError):
+            kind = None
+        if kind not in ("cuda", "cpu"):
+            raise InputError(
+                f"unknown device {device!r}: use cuda, cuda:N or cpu (several: --devices "
+                "cuda:0,cuda:1)"
+            )
+    return devices
+
+
+def device_for_shard(device: str, shard: Shard | None) -> str:
+    """torchrun starts one rank per GPU of a node: the default "cuda" becomes the rank's
+    `cuda:LOCAL_RANK`; any other device is kept as asked."""
+    if shard is not None and shard.local_rank is not None and device == DEFAULT_DEVICE:
+        return f"cuda:{shard.local_rank}"
+    return device
+
+
+def resolve_config(
+    *,
+    model: str | torch.nn.Module | LoadedModel = DEFAULT_MODEL,
+    tokenizer: object | None = None,
+    revision: str | None = None,
+    dtype: str | None = None,
+    device: str = DEFAULT_DEVICE,
+    devices: str | Sequence[str] | None = None,
+    shard: Shard | str | None = None,
+    environ: Mapping[str, str] | None = None,
+    toks_per_batch: int = DEFAULT_TOKS_PER_BATCH,
+    truncation_seq_length: int = DEFAULT_TRUNCATION_SEQ_LENGTH,
+    overwrite: bool = False,
+    redo_stale: bool = False,
+    accept_invalid: bool = False,
+    accept_stale: bool = False,
+    failure_log: str | Path | None = None,
+    log_dir: str | Path | None = None,
+    show_progress: bool = True,
+    compile: bool = False,
+    compile_cache: str | Path | None = None,
+) -> RunConfig:
+    """The one place front-end arguments become a `RunConfig`.
+
+    `devices` (a list, or the CLI's text: `"cuda:0,cuda:1"`, `"all"`) wins over `device`.
+    `shard` is a `Shard` or `"K/N"`; without one, a Slurm array task or torchrun rank in
+    `environ` (the CLI passes `os.environ`) gives it, and a torchrun rank puts the default
+    "cuda" on its own GPU. The failure log defaults to `log_dir` (the output folder), else
+    the current folder. `compile` runs the forward through torch.compile, its compiled
+    artifacts cached in `compile_cache` (a folder runs and workers share; default torch's
+    own). Raises `InputError` for a bad shard or device, a folder as failure log, or
+    `compile_cache` without `compile`; `ModelLoadError` for `"all"` without a GPU;
+    `ValueError` for several devices with a model not given by name (each worker loads its
+    own).
+    """
+    if isinstance(shard, str):
+        shard = parse_shard(shard)
+    elif shard is None and environ is not None:
+        shard = shard_from_environment(environ)
+    if isinstance(devices, str):
+        chosen = parse_devices(devices)
+    else:
+        chosen = check_devices(list(devices) if devices else [device_for_shard(device, shard)])
+    spec = ModelSpec(model, tokenizer, revision, dtype)
+    if len(chosen) > 1 and not spec.by_name:
+        raise ValueError("several devices need the model by name: each worker loads its own")
+    folder = Path(log_dir) if log_dir is not None else Path.cwd()
+    log_path = Path(failure_log) if failure_log is not None else folder / FAILURE_LOG_NAME
+    check_failure_log(log_path)
+    if compile_cache is not None and not compile:
+        raise InputError("--compile-cache (compile_cache) needs --compile (compile=True)")
+    settings = ExtractionSettings(
+        toks_per_batch=toks_per_batch,
+        truncation_seq_length=truncation_seq_length,
+        overwrite=overwrite,
+        redo_stale=redo_stale,
+        accept_invalid=accept_invalid,
+        accept_stale=accept_stale,
+        compile=compile,
+        compile_cache=str(Path(compile_cache).expanduser().resolve()) if compile_cache else None,
+    )
+    return RunConfig(spec, tuple(chosen), shard, settings, log_path, show_progress)
