@@ -45,6 +45,13 @@ class MergeError(ExtractError):
     """The inputs cannot be merged; the message names the file and the reason."""
 
 
+class MergeFormatError(MergeError):
+    """A merge input is not a DNABERT-S or `_ESM.pt` file of VirNucPro's format: the
+    command was given the wrong file, so it exits as a usage error."""
+
+    exit_status = EXIT_USAGE
+
+
 def usage_error(message: str, command: str = "fastesm-extract") -> int:
     print(f"{command}: error: {message}", file=sys.stderr)
     return EXIT_USAGE

@@ -94,7 +94,8 @@ def run_merge(args: argparse.Namespace) -> int:
         return usage_error(str(error), MERGE)
     except (MergeError, OSError) as error:
         print(f"{MERGE}: error: {error}", file=sys.stderr)
-        return EXIT_FAILURES
+        # Not a DNABERT-S or ESM file (MergeFormatError): the wrong file was given, exit 2.
+        return error.exit_status if isinstance(error, MergeError) else EXIT_FAILURES
     labelled = f", labels {result.labels}" if result.labels is not None else ""
     missing = len(result.missing_in_esm) + len(result.missing_in_dnabert_s)
     left_out = f"; {missing} IDs on one side only left out" if missing else ""

@@ -9,7 +9,7 @@ import torch
 
 from fastesm_extract.disk.manifest import ManifestError, is_complete, load_manifest
 from fastesm_extract.disk.store import load_embeddings, load_weights_only
-from fastesm_extract.errors import MergeError, OutputError
+from fastesm_extract.errors import MergeError, MergeFormatError, OutputError
 
 DNABERT_S_DIM = 768
 # Hidden sizes of the ESM2 family, to say which model a mismatching file probably came from.
@@ -48,21 +48,21 @@ def load_dnabert_s(
     try:
         content = load_weights_only(path)
     except OutputError as error:
-        raise MergeError(str(error)) from error
+        raise MergeFormatError(str(error)) from error
     if isinstance(content, dict) and "proteins" in content:
-        raise MergeError(
+        raise MergeFormatError(
             f"{path} is an _ESM.pt file, not DNABERT-S output: give the DNABERT-S file first"
         )
     if not isinstance(content, dict) or not {"nucleotide", "data"} <= set(content):
         keys = sorted(content) if isinstance(content, dict) else type(content).__name__
-        raise MergeError(
+        raise MergeFormatError(
             f"{path} is not a DNABERT-S file: expected keys nucleotide, data; got {keys}"
         )
     ids, items = content["nucleotide"], content["data"]
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise MergeError(f"{path}: 'nucleotide' is not a list of IDs")
+        raise MergeFormatError(f"{path}: 'nucleotide' is not a list of IDs")
     if not isinstance(items, list) or len(items) != len(ids):
-        raise MergeError(f"{path}: 'data' is not a list with one entry per ID")
+        raise MergeFormatError(f"{path}: 'data' is not a list with one entry per ID")
     if not ids:
         raise MergeError(f"{path} holds no DNABERT-S embeddings")
     rows = []
@@ -73,7 +73,7 @@ def load_dnabert_s(
         elif isinstance(vector, list):
             size = len(vector)
         else:
-            raise MergeError(f"{path}: {seq_id} has no 'mean_representation' list")
+            raise MergeFormatError(f"{path}: {seq_id} has no 'mean_representation' list")
         if size != expected_dim:
             raise MergeError(
                 f"{path}: DNABERT-S embeddings must have {expected_dim} dimensions, "
@@ -87,11 +87,11 @@ def load_dnabert_s(
         else:
             block = torch.stack([torch.as_tensor(row, dtype=torch.float32) for row in rows])
     except (TypeError, ValueError, RuntimeError) as error:
-        raise MergeError(
+        raise MergeFormatError(
             f"{path}: 'mean_representation' values are not numbers: {error}"
         ) from error
     if block.shape != (len(ids), expected_dim) or block.layout != torch.strided:
-        raise MergeError(
+        raise MergeFormatError(
             f"{path}: 'mean_representation' values are not flat lists of {expected_dim} "
             f"numbers (they make a {block.layout} block of shape {tuple(block.shape)})"
         )
@@ -113,7 +113,7 @@ def load_esm(path: str | Path, expect_dim: int | None = None) -> tuple[list[str]
     try:
         proteins, data = load_embeddings(path)
     except OutputError as error:
-        raise MergeError(str(error)) from error
+        raise MergeFormatError(str(error)) from error
     if not proteins:
         raise MergeError(f"{path} holds no ESM embeddings")
     hidden_size = data[0].shape[0]  # load_embeddings guarantees one size for all
