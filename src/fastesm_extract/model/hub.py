@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 log = logging.getLogger("fastesm_extract")
 
 PROBE_TIMEOUT_S = 3.0  # one TCP connect to the hub; a firewall that drops packets costs this
+PROBE_REUSE_S = 60.0  # a probe's answer holds this long
+_probes: dict[str, tuple[float, str | None]] = {}  # endpoint -> (when probed, reason)
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
@@ -45,13 +48,20 @@ def hub_offline_reason() -> str | None:
         return "HF_HUB_OFFLINE=1 is set"
     if any(os.environ.get(name) for name in _PROXY_VARIABLES):
         return None  # only the proxy knows: let the hub client try
+    # One probe per endpoint and minute: a run asks twice (plan, then load), and a firewall
+    # that drops packets would cost PROBE_TIMEOUT_S each time.
+    probed_at, reason = _probes.get(constants.ENDPOINT, (float("-inf"), None))
+    if time.monotonic() - probed_at < PROBE_REUSE_S:
+        return reason
     endpoint = urlsplit(constants.ENDPOINT)
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
         socket.create_connection((endpoint.hostname, port), timeout=PROBE_TIMEOUT_S).close()
+        reason = None
     except OSError as error:
-        return f"the hub ({constants.ENDPOINT}) cannot be reached: {error.strerror or error}"
-    return None
+        reason = f"the hub ({constants.ENDPOINT}) cannot be reached: {error.strerror or error}"
+    _probes[constants.ENDPOINT] = (time.monotonic(), reason)
+    return reason
 
 
 def cached_commit(model_id: str, revision: str | None) -> str | None:
