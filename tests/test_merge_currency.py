@@ -108,10 +108,12 @@ def test_widths_are_checked_without_being_told(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "0 written, 2 skipped, 1 failed" in err
     assert "2560-dim ESM embeddings (ESM2-3B?), but this merge is 16-dim" in err
-    # Its old merged file no longer looks current: moved aside, not left in place.
+    # Its old merged file no longer looks current: the tool's own (a merge of recorded
+    # inputs) is removed with its manifest, not piled up as `.outdated`.
     assert not (out / "output_3_merged.pt").exists()
-    assert (out / "output_3_merged.pt.outdated").is_file()
-    assert "moved to output_3_merged.pt.outdated" in err
+    assert not (out / "output_3_merged.pt.json").exists()
+    assert not (out / "output_3_merged.pt.outdated").exists()
+    assert "the old output_3_merged.pt (this tool's merge of earlier inputs) was removed" in err
     # With --expect-dim the explicit width wins.
     assert merge(folder, "-o", out, "--expect-dim", "2560") == EXIT_FAILURES
     assert "2 failed" in capsys.readouterr().err

@@ -4,7 +4,7 @@ outcome, existing merged files kept only while they are current (see `merged_man
 Widths are checked without being told: every ESM file of a merge shares one width (the
 most common, or `expect_dim`), equal to the hidden size its manifest records; DNABERT-S is
 768 unless `dnabert_s_dim` says otherwise. A pair that fails never leaves an old merged file
-that looks current: the old one is moved aside to `X_merged.pt.outdated`.
+that looks current (see `_set_aside`); nothing is written over, one `X_merged.pt.outdated` at most.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from fastesm_extract.disk.same_file import refuse_writing_over_inputs
 from fastesm_extract.errors import InputError, MergeError
 from fastesm_extract.merge.merged_file import (
     examine_merged,
+    forget_merged_manifest,
+    made_here,
     write_merge,
     write_merged_manifest,
 )
@@ -50,12 +52,26 @@ OUTDATED_SUFFIX = ".outdated"
 
 
 def _set_aside(output: Path) -> str:
-    """Move an old merged file out of the way of a failed pair; the message says where."""
+    """Take an old merged file out of the way of a failed pair; the message says how.
+
+    The tool's own merged file is removed: a merge of recorded inputs, rebuilt once the
+    pair merges. Any other (no manifest: the original pipeline's, or edited) is moved to
+    `X_merged.pt.outdated`, unless that name is taken: the file there (set aside earlier,
+    so the oldest features, or the user's) is never written over, and this one stays."""
     if not output.exists():
         return ""
+    if made_here(output):
+        output.unlink()
+        forget_merged_manifest(output)
+        return f"; the old {output.name} (this tool's merge of earlier inputs) was removed"
     aside = output.with_name(output.name + OUTDATED_SUFFIX)
+    if aside.exists() or aside.is_symlink():
+        return (
+            f"; the old {output.name} was left in place: {aside.name} already exists and is "
+            "kept, never written over (move one of them away)"
+        )
     os.replace(output, aside)
-    manifest_path(output).unlink(missing_ok=True)
+    forget_merged_manifest(output)
     return f"; the old {output.name} was moved to {aside.name} so it is not taken for current"
 
 

@@ -75,6 +75,17 @@ def forget_merged_manifest(output: str | Path) -> None:
     manifest_path(output).unlink(missing_ok=True)
 
 
+def made_here(output: Path) -> bool:
+    """Whether `output` is the complete merged file its own manifest describes: this tool's
+    merge of recorded inputs (so it can be removed, where another file is only moved)."""
+    manifest = _read(output) or {}
+    return (
+        manifest.get("kind") == MERGED_KIND
+        and manifest.get("state") == COMPLETE
+        and manifest.get("output") == file_identity(output)
+    )
+
+
 @dataclass(frozen=True)
 class MergedVerdict:
     """What to do with an existing merged file: "current", "build" or "stale", and why."""
