@@ -103,15 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     verify = commands.add_parser(
         "verify",
-        help="check _ESM.pt outputs against their FASTA and manifest",
+        help="check _ESM.pt outputs, _merged.pt files and DNABERT-S inputs",
         description="Check each output: loads with weights_only=True, exactly the keys "
         "proteins/data, 1-D float32 finite embeddings of one dimension (--expect-dim), and the "
         "IDs, count and order of its FASTA (from --fasta, the manifest, or X.fa beside "
-        "X_ESM.pt). Prints a table; exit 1 when anything is wrong.",
+        "X_ESM.pt). _merged.pt files: one finite row per ID, 768 + --expect-dim wide, both "
+        "inputs unchanged since the merge (else out of date); _DNABERT_S.pt files: 768 "
+        "finite values per ID, entries aligned with the IDs. Prints a table; exit 1 when "
+        "anything is wrong.",
     )
-    verify.add_argument("paths", nargs="+", metavar="PATH", help="_ESM.pt files or folders")
+    verify.add_argument(
+        "paths", nargs="+", metavar="PATH", help="_ESM.pt, _merged.pt, _DNABERT_S.pt or folders"
+    )
     verify.add_argument("--fasta", help="the FASTA of a single PATH (default: found as above)")
-    verify.add_argument("--expect-dim", type=int, metavar="D", help="embedding dimension")
+    verify.add_argument("--expect-dim", type=int, metavar="D", help="ESM embedding dimension")
     verify.add_argument("-q", "--quiet", action="store_true", help="only print problems")
     return parser
 

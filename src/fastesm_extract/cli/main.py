@@ -16,7 +16,6 @@ from fastesm_extract.cli.merge import run_merge
 from fastesm_extract.cli.plan import print_plan
 from fastesm_extract.disk.failures import escape
 from fastesm_extract.disk.store import DiskFullError, atomic_write
-from fastesm_extract.disk.verify import find_outputs, verify_output
 from fastesm_extract.errors import (  # noqa: F401
     EXIT_FAILURES,
     EXIT_INTERNAL,
@@ -26,6 +25,7 @@ from fastesm_extract.errors import (  # noqa: F401
     usage_error,
 )
 from fastesm_extract.extract.progress import on_a_terminal
+from fastesm_extract.merge.verify import find_verifiable, verify_file
 from fastesm_extract.results import (
     FAILED,
     LOCKED,
@@ -197,12 +197,13 @@ def _extract(args: argparse.Namespace) -> tuple[int, dict]:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    outputs = find_outputs(args.paths)
+    outputs = find_verifiable(args.paths)
     if not outputs:
-        return usage_error("no _ESM.pt files found in " + ", ".join(args.paths))
+        found = "no _ESM.pt, _merged.pt or _DNABERT_S.pt files found in "
+        return usage_error(found + ", ".join(args.paths))
     if args.fasta and len(outputs) != 1:
         return usage_error("--fasta goes with exactly one output")
-    reports = [verify_output(output, args.fasta, args.expect_dim) for output in outputs]
+    reports = [verify_file(output, args.fasta, args.expect_dim) for output in outputs]
     print(f"{'status':7} {'records':>8} {'dim':>5}  output")
     for report in reports:
         if args.quiet and report.ok:

@@ -52,11 +52,13 @@ def write_merged_manifest(output: Path, dnabert_s: Path, esm: Path, result: Merg
         "inputs": {
             "dnabert_s": {
                 "path": str(dnabert_s),
+                "absolute_path": str(dnabert_s.resolve()),  # where `verify` finds it again
                 **file_identity(dnabert_s),
                 "width": width - result.hidden_size,
             },
             "esm": {
                 "path": str(esm),
+                "absolute_path": str(esm.resolve()),
                 **file_identity(esm),
                 "width": result.hidden_size,
                 "model": _esm_model(esm),
