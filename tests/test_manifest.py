@@ -29,6 +29,9 @@ def test_manifest_records_input_records_model_settings_and_versions(tiny_model, 
         "embedded": 2,
         "failed": 1,
         "failed_ids": ["bad"],
+        "truncated": 0,  # named with their lengths when there are (tests/test_audit.py)
+        "truncated_ids": [],
+        "truncated_lengths": [],
         "failed_kinds": ["invalid_character"],
     }
     assert manifest["model"]["id"] == tiny_model.model_id

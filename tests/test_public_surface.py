@@ -42,6 +42,9 @@ def test_every_export_is_a_front_end_a_value_type_an_error_or_a_constant():
         front_ends
     )
     assert {"merge_files", "merge_folder", "split_fasta", "verify_output"} <= front_ends
+    assert "audit_outputs" in front_ends
+    value_types = {name for name, kind in kinds.items() if kind == "value type"}
+    assert {"AuditReport", "FileAudit", "RowCheck", "TruncatedRecord"} <= value_types
     errors = {name for name, kind in kinds.items() if kind == "error"}
     assert {"ExtractError", "InputError", "ModelLoadError", "FastaError", "OutputError"} <= errors
     for name in errors:  # each carries the exit status the command line ends with

@@ -26,7 +26,8 @@ from fastesm_extract.merge.folders import MergeOutcome, merge_folder
 from fastesm_extract.merge.merged_file import MergeResult
 from fastesm_extract.merge.pairs import merge_files
 from fastesm_extract.model.load import DEFAULT_MODEL, LoadedModel, load_model, prepare_model
-from fastesm_extract.results import FileJob, FileResult, RunSummary, Status
+from fastesm_extract.results import FileJob, FileResult, RunSummary, Status, TruncatedRecord
+from fastesm_extract.running.audit import AuditReport, FileAudit, RowCheck, audit_outputs
 from fastesm_extract.running.config import ModelSpec, RunConfig, resolve_config
 from fastesm_extract.running.runner import run
 from fastesm_extract.running.shards import Shard, shard_from_environment
@@ -38,6 +39,7 @@ from fastesm_extract.settings import (
 
 __all__ = [
     # front ends: what a user calls (file_jobs and SplitSource are job sources for `run`)
+    "audit_outputs",
     "embed_sequences",
     "extract_fast_esm",
     "extract_files",
@@ -56,7 +58,9 @@ __all__ = [
     "SplitSource",
     "verify_output",
     # value types the front ends take and return
+    "AuditReport",
     "ExtractionSettings",
+    "FileAudit",
     "FileJob",
     "FileResult",
     "LoadedModel",
@@ -66,11 +70,13 @@ __all__ = [
     "ProteinRecord",
     "RecordFailure",
     "RunConfig",
+    "RowCheck",
     "RunSummary",
     "SequenceEmbeddings",
     "Shard",
     "SplitPart",
     "Status",
+    "TruncatedRecord",
     "VerifyReport",
     # errors, each carrying the exit status the command line ends with
     "ExtractError",

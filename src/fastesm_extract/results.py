@@ -35,6 +35,15 @@ class FileJob:
     output: Path | None
 
 
+@dataclass(frozen=True)
+class TruncatedRecord:
+    """A record longer than the truncation length: its ID and its length in residues (its
+    embedding is of the first `truncation_seq_length` of them)."""
+
+    id: str
+    length: int
+
+
 @dataclass(frozen=True, kw_only=True)
 class FileResult:
     """What happened to one input file."""
@@ -49,6 +58,7 @@ class FileResult:
     n_invalid: int = 0  # of n_failed: failed for an input reason (reported on every rerun)
     rebuilt_because: str = ""  # WRITTEN over an existing output: why it was replaced
     failed_kinds: tuple[str, ...] = ()  # the failure kind of each of the n_failed records
+    truncated: tuple[TruncatedRecord, ...] = ()  # WRITTEN: the n_truncated records, named
 
 
 @dataclass
@@ -135,8 +145,12 @@ def _file_entry(result) -> dict:
         entry["rebuilt_because"] = result.rebuilt_because
     return entry
 
+    if result.truncated:
+        entry["truncated_records"] = [{"id": t.id, "length": t.length} for t in result.truncated]
 
-def summary_as_dict(summary: RunSummary) -> dict:
+def summary_as_dict(summary: RunSummary, command: str = "extract") -> dict:
+    """Every key of the schema, for a finished run; an error, a stop or a plan replaces the
+    values it knows (`error`, `exit_status`, `ok`, `files`, `plan`), never the key set."""
     results = summary.results
     by_status: dict[str, list[str]] = {}
     for result in results:

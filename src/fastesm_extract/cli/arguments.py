@@ -1,4 +1,4 @@
-"""The command line's arguments (`fastesm-extract extract`, `merge`, `verify`)."""
+"""The command line's arguments (`fastesm-extract extract`, `merge`, `verify`, `audit`)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 
 from fastesm_extract.disk.layout import FAILURE_LOG_NAME, PARTS_FOLDER
 from fastesm_extract.model.load import DEFAULT_MODEL
+from fastesm_extract.model.reference import REFERENCES
+from fastesm_extract.running.audit import DEFAULT_MIN_COSINE, DEFAULT_SAMPLE
 from fastesm_extract.settings import (
     DEFAULT_DEVICE,
     DEFAULT_TOKS_PER_BATCH,
@@ -118,7 +120,60 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--fasta", help="the FASTA of a single PATH (default: found as above)")
     verify.add_argument("--expect-dim", type=int, metavar="D", help="ESM embedding dimension")
     verify.add_argument("-q", "--quiet", action="store_true", help="only print problems")
+    add_audit_arguments(commands)
     return parser
+
+
+def add_audit_arguments(commands) -> None:
+    """`audit PATH... [--sample N] [--seed S] [--model M] [--device D] ...`"""
+    audit = commands.add_parser(
+        "audit",
+        help="re-embed a sample of each output's records one at a time and compare",
+        description="For each _ESM.pt (its input and model found through its manifest), "
+        "re-embed a deterministic sample of its records (the longest always among them) one "
+        "at a time, without padding, in float32, and compare with the stored rows: prints "
+        "per file the records checked, the minimum cosine and the largest absolute "
+        "difference. Exit 0 when every sampled row is within tolerance, 1 naming each file "
+        "and record that is not, 2 when the outputs cannot be audited as asked. Costs one "
+        "forward pass per sampled record (per reference).",
+    )
+    audit.add_argument("paths", nargs="+", metavar="PATH", help="_ESM.pt files or folders")
+    audit.add_argument(
+        "--sample",
+        type=int,
+        default=DEFAULT_SAMPLE,
+        metavar="N",
+        help=f"records re-embedded per file (default {DEFAULT_SAMPLE})",
+    )
+    audit.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed")
+    audit.add_argument(
+        "--model",
+        help="the model to re-embed with (default: the one the manifests name; another "
+        "model is refused)",
+    )
+    audit.add_argument(
+        "--device",
+        default=DEFAULT_DEVICE,
+        help=f"cuda, cuda:N or cpu (default {DEFAULT_DEVICE}; the model runs in float32)",
+    )
+    audit.add_argument(
+        "--min-cosine",
+        type=float,
+        default=DEFAULT_MIN_COSINE,
+        metavar="C",
+        help=f"tolerance: every sampled row's cosine >= C (default {DEFAULT_MIN_COSINE})",
+    )
+    audit.add_argument(
+        "--reference",
+        choices=list(REFERENCES),
+        help="also compare with transformers' own EsmModel holding the same weights "
+        "(ESM2-shaped checkpoints such as FastESM2_650): catches a bug the checkpoint's "
+        "code has in its single-sequence path too",
+    )
+    audit.add_argument(
+        "--summary-json", metavar="PATH", help="also write the audit as JSON to PATH"
+    )
+    audit.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

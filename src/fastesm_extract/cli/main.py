@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastesm_extract.cli.arguments import build_parser
+from fastesm_extract.cli.audit import run_audit
 from fastesm_extract.cli.merge import run_merge
 from fastesm_extract.cli.plan import print_plan
 from fastesm_extract.disk.failures import escape
@@ -260,3 +261,4 @@ def write_summary_json(path: str | Path, data: dict) -> None:
     """Write `data` to `path` atomically (a reader never sees half a summary)."""
     text = json.dumps(data, indent=2).encode() + b"\n"
     atomic_write(path, lambda handle: handle.write(text))
+        "audit": run_audit,

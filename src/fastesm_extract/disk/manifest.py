@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -32,6 +33,7 @@ from fastesm_extract.disk.layout import manifest_path
 from fastesm_extract.disk.manifest_schema import InputRead, Manifest, manifest_problems
 from fastesm_extract.disk.store import atomic_write, save_embeddings_atomic
 from fastesm_extract.model.load import LoadedModel
+from fastesm_extract.results import TruncatedRecord
 
 FORMAT_VERSION = 1
 PENDING, COMPLETE, FAILED_INPUT = "pending", "complete", "failed"
@@ -128,10 +130,12 @@ def build_manifest(
     state: str = COMPLETE,
 ) -> dict:
     """The manifest dictionary for one output (JSON-serializable); `save_output_and_manifest`
-    adds the output's own size and hash."""
+    adds the output's own size and hash. `truncated` names the records cut to the
+    truncation length, with their full lengths (which training rows were cut)."""
     return {
         "format_version": FORMAT_VERSION,
         "state": state,
+    truncated: Sequence[TruncatedRecord] = (),
         "input": source.as_manifest(),
         "records": {
             "read": n_read,
@@ -146,6 +150,9 @@ def build_manifest(
             "toks_per_batch": provenance.toks_per_batch,
         },
         "versions": {
+            "truncated": len(truncated),
+            "truncated_ids": [record.id for record in truncated],
+            "truncated_lengths": [record.length for record in truncated],  # residues, in full
             "fastesm_extract": _version("fastesm-extract"),
             "torch": torch.__version__,
             "transformers": _version("transformers"),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 _TEXT, _NUMBER, _TEXT_OR_NONE, _TEXTS = "text", "integer", "text or null", "list of texts"
+_NUMBERS = "list of integers"
 # The fields runs and `verify` read, with the type each must have when present; fields not
 # listed are not read, so they may hold anything.
 _FIELD_TYPES: dict[str, str | dict[str, str]] = {
@@ -23,6 +24,9 @@ _FIELD_TYPES: dict[str, str | dict[str, str]] = {
         "failed": _NUMBER,
         "failed_ids": _TEXTS,
         "failed_kinds": _TEXTS,
+        "truncated": _NUMBER,
+        "truncated_ids": _TEXTS,
+        "truncated_lengths": _NUMBERS,
     },
     "model": {
         "id": _TEXT,
@@ -43,6 +47,8 @@ def _has_type(value: object, expected: str) -> bool:
     if expected == _TEXTS:
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
     return isinstance(value, str) or (expected == _TEXT_OR_NONE and value is None)
+    if expected == _NUMBERS:
+        return isinstance(value, list) and all(_has_type(item, _NUMBER) for item in value)
 
 
 def manifest_problems(content: object) -> list[str]:
@@ -95,6 +101,8 @@ class ManifestRecords:
     failed_ids: tuple[str, ...] = ()
     failed_kinds: tuple[str, ...] = ()  # same order as failed_ids (absent in old manifests)
 
+    truncated_ids: tuple[str, ...] = ()  # records cut to the truncation length
+    truncated_lengths: tuple[int, ...] = ()  # their full lengths, same order
 
 @dataclass(frozen=True, kw_only=True)
 class ManifestModel:
@@ -148,6 +156,8 @@ class Manifest:
                 failed_kinds=tuple(records.get("failed_kinds") or ()),
             ),
             model=ManifestModel(**_known(section("model"), ManifestModel)),
+                truncated_ids=tuple(records.get("truncated_ids") or ()),
+                truncated_lengths=tuple(records.get("truncated_lengths") or ()),
             truncation_seq_length=settings.get("truncation_seq_length"),
             toks_per_batch=settings.get("toks_per_batch"),
             started=content.get("started"),

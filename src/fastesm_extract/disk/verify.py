@@ -11,6 +11,7 @@ from fastesm_extract.disk.fasta import read_fasta
 from fastesm_extract.disk.folders import files_under
 from fastesm_extract.disk.layout import fasta_candidates, is_output_name
 from fastesm_extract.disk.manifest import ManifestError, file_identity, is_complete, load_manifest
+from fastesm_extract.disk.manifest_schema import Manifest
 from fastesm_extract.disk.store import load_embeddings
 from fastesm_extract.errors import FastaError, OutputError
 
@@ -73,6 +74,18 @@ def _compare_ids(
         report.problems.append("records are not in FASTA order")
 
 
+def truncation_note(manifest: Manifest) -> str:
+    """`N records truncated to L residues: id (full length), ...` from the manifest."""
+    records = manifest.records
+    named = list(zip(records.truncated_ids, records.truncated_lengths))
+    shown = ", ".join(f"{record_id} ({length})" for record_id, length in named[:5])
+    more = f" and {len(named) - 5} more (see the manifest)" if len(named) > 5 else ""
+    return (
+        f"{len(named)} records truncated to {manifest.truncation_seq_length} residues: "
+        f"{shown}{more}"
+    )
+
+
 # ESM2 models are 320 to 5120 wide; far wider is a damaged or foreign file.
 PLAUSIBLE_MAX_WIDTH = 16384
 
@@ -115,6 +128,8 @@ def _verify(report: VerifyReport, fasta: str | Path | None, expected_dim: int | 
     if manifest is not None and not is_complete(manifest):
         report.problems.append("never completed: its run was interrupted (rerun extract)")
         return
+    if manifest is not None and manifest.records.truncated_ids:
+        report.notes.append(truncation_note(manifest))
     if manifest is not None:  # the same test a run applies before it skips an output
         identity = file_identity(report.output)
         if other := other_output(manifest, identity["size"], identity["sha256"], len(proteins)):

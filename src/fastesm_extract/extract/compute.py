@@ -101,4 +101,4 @@ def assemble_output(computed: ComputedFile, hidden_size: int) -> FileOutput:
     if problems:
         raise OutputError(f"{prepared.job.fasta}: " + "; ".join(problems))
     data = embeddings_from_block(block)
-    return FileOutput(proteins, data, failures, n_read, prepared.n_truncated)
+    return FileOutput(proteins, data, failures, n_read, prepared.truncated)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from fastesm_extract.disk.failures import RecordFailure
-from fastesm_extract.results import FileJob
+from fastesm_extract.results import FileJob, TruncatedRecord
 
 if TYPE_CHECKING:
     from fastesm_extract.disk.fasta import FastaContents
@@ -45,9 +45,13 @@ class PreparedFile:
     contents: FastaContents
     tokens: list[np.ndarray]  # residue token ids per record, truncated
     batches: list[BatchInputs]
-    n_truncated: int
+    truncated: tuple[TruncatedRecord, ...]  # records longer than the truncation length
     started: str = ""
     rebuild_reason: str = ""  # why an existing output is being replaced, if one is
+
+    @property
+    def n_truncated(self) -> int:
+        return len(self.truncated)
 
 
 @dataclass(frozen=True)
@@ -69,4 +73,8 @@ class FileOutput:
     data: list[torch.Tensor]  # (hidden,) float32 each
     failures: list[RecordFailure]  # parse failures, then compute failures
     n_read: int
-    n_truncated: int = 0
+    truncated: tuple[TruncatedRecord, ...] = ()  # named in the manifest
+
+    @property
+    def n_truncated(self) -> int:
+        return len(self.truncated)

@@ -14,7 +14,7 @@ from fastesm_extract.extract.batching import SPECIAL_TOKENS_PER_SEQUENCE, collat
 from fastesm_extract.extract.handoff import PreparedFile
 from fastesm_extract.model.load import LoadedModel
 from fastesm_extract.model.tokens import UNKNOWN_REFUSED, EsmAlphabet
-from fastesm_extract.results import FileJob
+from fastesm_extract.results import FileJob, TruncatedRecord
 from fastesm_extract.settings import ExtractionSettings
 
 log = logging.getLogger("fastesm_extract")
@@ -71,7 +71,11 @@ def prepare_file(
         raise NoUsableRecordsError(contents)
     full = loaded.alphabet.encode([record.sequence for record in contents.records])
     limit = settings.truncation_seq_length
-    n_truncated = sum(len(tokens) > limit for tokens in full)
+    truncated = tuple(
+        TruncatedRecord(record.id, len(ids))
+        for record, ids in zip(contents.records, full)
+        if len(ids) > limit
+    )
     tokens = [ids[:limit] for ids in full]
     groups = make_batches(
         [len(ids) + SPECIAL_TOKENS_PER_SEQUENCE for ids in tokens], settings.toks_per_batch
@@ -79,7 +83,7 @@ def prepare_file(
     batches = [collate(loaded.alphabet, tokens, rows) for rows in groups]
     if loaded.device.type == "cuda":
         batches = [batch.pin_memory() for batch in batches]
-    return PreparedFile(job, contents, tokens, batches, n_truncated)
+    return PreparedFile(job, contents, tokens, batches, truncated)
 
 
 def can_skip_reading(job: FileJob) -> bool:
@@ -102,11 +106,13 @@ def warn_about_records(prepared: PreparedFile, settings: ExtractionSettings) -> 
             shown,
         )
     if prepared.n_truncated:
+        shown = ", ".join(f"{t.id} ({t.length})" for t in prepared.truncated[:5])
         log.warning(
-            "%s: %d sequences longer than %d residues were truncated",
+            "%s: %d sequences longer than %d residues were truncated (named in the manifest): %s",
             contents.path,
             prepared.n_truncated,
             settings.truncation_seq_length,
+            shown,
         )
 
 

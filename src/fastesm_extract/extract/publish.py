@@ -47,7 +47,9 @@ def publish(
     written: nothing is logged then, the caller decides (see `file_failed`)."""
     proteins, failures, n_read = output.proteins, output.failures, output.n_read
     if write and proteins:  # a file with no embedding writes no output
-        manifest = build_manifest(provenance, source, n_read, len(proteins), failures, started)
+        manifest = build_manifest(
+            provenance, source, n_read, len(proteins), failures, started, output.truncated
+        )
         save_output_and_manifest(job.output, proteins, output.data, manifest)
     failure_log.record_many(job.fasta, failures)
     n_invalid = sum(is_input_failure(failure.kind) for failure in failures)
@@ -84,6 +86,7 @@ def publish(
         failed_kinds=tuple(str(failure.kind) for failure in failures),
     )
 
+        truncated=output.truncated,
 
 def file_failed(
     job: FileJob,
