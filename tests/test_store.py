@@ -44,7 +44,7 @@ def test_a_crash_while_writing_leaves_the_old_file_and_no_temporary(tmp_path, mo
     save_embeddings_atomic(path, ["old"], [torch.zeros(4)])
     before = path.read_bytes()
 
-    def crash(obj, handle):
+    def crash(obj, handle, **options):
         handle.write(b"partial bytes")
         raise OSError(28, "No space left on device")
 
@@ -135,9 +135,9 @@ def test_saving_pauses_garbage_collection_and_restores_it(tmp_path, monkeypatch)
     seen = []
     real_save = store.torch.save
 
-    def spy(obj, handle):
+    def spy(obj, handle, **options):
         seen.append(gc.isenabled())
-        real_save(obj, handle)
+        real_save(obj, handle, **options)
 
     monkeypatch.setattr(store.torch, "save", spy)
     assert gc.isenabled()

@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import torch
 
+from fastesm_extract.disk.esm_pickle import PICKLE_MODULE
 from fastesm_extract.disk.layout import temporaries_of, temporary_path
 from fastesm_extract.errors import OutputError
 
@@ -242,10 +243,11 @@ def _garbage_collection_paused() -> Iterator[None]:
 
 
 def save_embeddings_atomic(path: str | Path, proteins: list[str], data: list[torch.Tensor]) -> None:
-    """Write `{'proteins', 'data'}` to `path` atomically (see `atomic_write`)."""
+    """Write `{'proteins', 'data'}` to `path` atomically (see `atomic_write`): torch.save's
+    format, its pickle written in one pass (`esm_pickle`) rather than tensor by tensor."""
     content = {"proteins": proteins, "data": data}
     with _garbage_collection_paused():
-        atomic_write(path, lambda handle: torch.save(content, handle))
+        atomic_write(path, lambda handle: torch.save(content, handle, pickle_module=PICKLE_MODULE))
 
 
 _SLACK_BYTES = 16 << 20  # headers and small records; far below what a bomb declares
