@@ -1,9 +1,9 @@
 """A full disk fails one file, never the run.
 
 Two ways: a real small file system that fills up (a tmpfs mounted for the test; skipped
-where mounting is not permitted), through the CLI with one process, `--devices` workers,
-`merge` and `--split-every`; and ENOSPC injected into the writes in process, so the class is
-covered everywhere.
+where mounting is not permitted, except in CI or as root on Linux: there it fails), through
+the CLI with one process, `--devices` workers, `merge` and `--split-every`; and ENOSPC
+injected into the writes in process, so the class is covered everywhere.
 """
 
 import contextlib
@@ -11,6 +11,7 @@ import errno
 import io
 import os
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -38,11 +39,20 @@ def small_file_system(folder, size):
         text=True,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+        mount_refused(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
     try:
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+def mount_refused(reason):
+    """Skip, except where these tests must run (CI, or root on Linux): there a skip would
+    drop the only real full-disk coverage of `--devices` and `merge`, so it fails."""
+    must_run = os.environ.get("CI") or (sys.platform == "linux" and os.geteuid() == 0)
+    if must_run:
+        pytest.fail(f"{reason}; the real full-disk tests must run in CI and as root", pytrace=False)
+    pytest.skip(reason)
 
 
 def fill(folder):
@@ -57,6 +67,22 @@ def fill(folder):
         while True:
             handle.write(b"\0")
     return filler
+
+
+@pytest.mark.parametrize(
+    ("ci", "uid", "outcome"),
+    [("1", 1000, pytest.fail.Exception), (None, 0, pytest.fail.Exception),
+     (None, 1000, pytest.skip.Exception)],
+)  # fmt: skip
+def test_a_refused_mount_fails_in_ci_and_as_root_and_skips_elsewhere(monkeypatch, ci, uid, outcome):
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(os, "geteuid", lambda: uid, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(outcome, match="cannot mount"):
+        mount_refused("cannot mount a small tmpfs here")
 
 
 def leftovers(folder):
