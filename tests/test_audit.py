@@ -185,6 +185,19 @@ def test_another_model_no_manifest_or_mixed_truncations_are_refused_with_exit_2(
     assert json.loads(summary.read_text())["exit_status"] == 2
 
 
+def test_the_summary_json_is_never_written_over_an_output_manifest_or_input(
+    tiny_checkpoint, tmp_path, capsys
+):
+    folder = proteins_folder(tmp_path / "in", files=1, records=3)
+    extract(folder, tmp_path / "out", str(tiny_checkpoint))
+    output = tmp_path / "out" / "p0_ESM.pt"
+    before = {path: path.read_bytes() for path in (output, folder / "p0.fa")}
+    for target in (output, tmp_path / "out" / "p0_ESM.pt.json", folder / "p0.fa"):
+        assert main(["audit", str(output), *CPU, "--summary-json", str(target)]) == 2
+        assert "choose another --summary-json path" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in before} == before
+
+
 def test_truncated_records_are_named_in_manifest_summary_and_verify(
     tiny_checkpoint, tmp_path, capsys
 ):

@@ -8,9 +8,11 @@ import json
 import sys
 
 from fastesm_extract.disk.failures import escape
+from fastesm_extract.disk.same_file import refuse_writing_over_inputs
 from fastesm_extract.disk.store import atomic_write
 from fastesm_extract.errors import EXIT_FAILURES, ExtractError
 from fastesm_extract.running.audit import MODEL, AuditReport, FileAudit, audit_outputs
+from fastesm_extract.running.audit_inputs import files_read
 
 AUDIT = "fastesm-extract audit"
 
@@ -57,6 +59,13 @@ def print_report(report: AuditReport) -> None:
 
 
 def run_audit(args: argparse.Namespace) -> int:
+    if args.summary_json:  # never written over an output, a manifest or an input
+        advice = "choose another --summary-json path"
+        try:
+            refuse_writing_over_inputs(files_read(args.paths), [args.summary_json], advice)
+        except ExtractError as error:
+            print(f"{AUDIT}: error: {error}", file=sys.stderr)
+            return error.exit_status
     try:
         report = audit_outputs(
             args.paths,

@@ -14,6 +14,7 @@ import torch
 
 from fastesm_extract.disk.currency import other_output
 from fastesm_extract.disk.fasta import ProteinRecord, read_fasta
+from fastesm_extract.disk.layout import manifest_path
 from fastesm_extract.disk.manifest import ManifestError, file_identity, is_complete, load_manifest
 from fastesm_extract.disk.manifest_schema import Manifest
 from fastesm_extract.disk.store import load_embeddings
@@ -132,6 +133,21 @@ def _refuse_mixtures(found: list[AuditedOutput]) -> None:
                 f"lengths ({first.manifest.truncation_seq_length}, "
                 f"{item.manifest.truncation_seq_length}): audit them separately"
             )
+
+
+def files_read(paths: Sequence[str | Path]) -> list[Path]:
+    """Every file an audit of `paths` reads (outputs, manifests, the inputs they record):
+    what its `--summary-json` must not be."""
+    files = []
+    for output in find_outputs(list(paths)):
+        files += [output, manifest_path(output)]
+        try:
+            manifest = load_manifest(output)
+        except ManifestError:
+            continue
+        if manifest is not None and manifest.input.absolute_path:
+            files.append(Path(manifest.input.absolute_path))
+    return files
 
 
 def model_named_by(found: list[AuditedOutput]) -> tuple[str, str | None]:
