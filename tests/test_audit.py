@@ -243,3 +243,23 @@ def test_a_checkpoint_whose_weights_do_not_map_onto_esm_is_refused(tmp_path):
     with pytest.raises(ModelLoadError, match="do not map onto transformers' EsmModel") as raised:
         load_esm_reference(loaded)
     assert query in str(raised.value) and raised.value.exit_status == 2
+
+
+def test_the_esm_reference_reads_weights_under_fastesm2s_esm_prefix(tmp_path):
+    """FastESM2_650's files name its weights `esm.embeddings...`, `esm.encoder...` (its model
+    wraps the encoder as `self.esm`), beside heads EsmModel has no use for."""
+    checkpoint = build_fast_esm_checkpoint(tmp_path / "c", hidden_size=32, num_heads=4, seed=4)
+    weights = checkpoint / "model.safetensors"
+    state = {f"esm.{key}": value for key, value in load_file(weights).items()}
+    state["lm_head.dense.weight"] = torch.zeros(32, 32)
+    save_file(state, weights, metadata={"format": "pt"})
+    loaded = load_model(str(checkpoint), device="cpu")
+    reference = load_esm_reference(loaded)
+    ours, theirs = loaded.model.state_dict(), reference.model.state_dict()
+    query = "encoder.layer.1.attention.self.query.weight"
+    assert torch.equal(state[f"esm.{query}"], ours[query])  # the stand-in strips it too
+    assert torch.equal(ours[query], theirs[query])
+    folder = proteins_folder(tmp_path / "in", files=1, records=4)
+    extract(folder, tmp_path / "out", loaded)
+    report = audit_outputs([tmp_path / "out"], model=loaded, reference="esm")
+    assert report.ok and report.files[0].min_cosine("esm") > 0.99999
