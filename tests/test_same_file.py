@@ -169,3 +169,70 @@ def test_outputs_that_are_other_files_pass(tmp_path):
     copy = tmp_path / "copy.fa"
     copy.write_bytes(fasta.read_bytes())  # same content, another file
     refuse_writing_over_inputs([fasta], [copy, tmp_path / "missing" / "x_ESM.pt"])
+
+
+@pytest.mark.parametrize("spelling", ["absolute", "dotdot", "symlink", "hard_link"])
+@pytest.mark.parametrize("target", ["input", "output", "manifest", "failure_log"])
+@pytest.mark.parametrize("command", ["extract", "plan"])
+def test_summary_json_over_a_file_of_the_run_is_refused(
+    tiny_checkpoint, tmp_path, target, spelling, command, capsys
+):
+    fasta = write_fasta(tmp_path / "in" / "a.fa", [("ok", "MKT"), ("bad", "MK1")])
+    out = tmp_path / "out"
+    argv = extract_args(tiny_checkpoint, fasta, "-o", out)
+    assert main(argv) == 1  # a finished run: output, manifest and failure log exist
+    files = {
+        "input": fasta,
+        "output": out / "a_ESM.pt",
+        "manifest": out / "a_ESM.pt.json",
+        "failure_log": out / "extraction_failures.log",
+    }
+    summary = spellings(files[target], tmp_path)[spelling]
+    before = tree_state(tmp_path)
+    capsys.readouterr()
+    assert main([command, *argv[1:], "--summary-json", str(summary)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "refusing to write" in err and "give --summary-json another path" in err
+    assert tree_state(tmp_path) == before
+
+
+def test_summary_json_over_an_output_not_written_yet_is_refused(tiny_checkpoint, tmp_path):
+    fasta = write_fasta(tmp_path / "in" / "a.fa", [("ok", "MKT")])
+    out = tmp_path / "out"
+    before = tree_state(tmp_path)
+    log = tmp_path / "failures.log"
+    argv = extract_args(tiny_checkpoint, fasta, "-o", out, "--failure-log", log)
+    for summary in (out / "a_ESM.pt", out / "a_ESM.pt.json", log):
+        assert main([*argv, "--summary-json", str(summary)]) == EXIT_USAGE
+    assert tree_state(tmp_path) == before  # no -o folder, no log, no summary
+
+
+@pytest.mark.parametrize("which", ["a_ESM.pt", "a_ESM.pt.json"])
+def test_a_failure_log_over_an_output_or_its_manifest_is_refused(tiny_checkpoint, tmp_path, which):
+    fasta = write_fasta(tmp_path / "in" / "a.fa", [("ok", "MKT")])
+    out = tmp_path / "out"
+    assert main(extract_args(tiny_checkpoint, fasta, "-o", out)) == 0
+    before = tree_state(tmp_path)
+    argv = extract_args(tiny_checkpoint, fasta, "-o", out, "--failure-log", out / which)
+    assert main([*argv, "--overwrite"]) == EXIT_USAGE
+    assert tree_state(tmp_path) == before
+
+
+def test_drop_in_refuses_a_failure_log_that_is_its_output(tiny_model, tmp_path):
+    fasta = write_fasta(tmp_path / "a.fa", [("ok", "MKT")])
+    before = tree_state(tmp_path)
+    with pytest.raises(InputError, match="which this command writes too"):
+        extract_fast_esm(
+            fasta, tmp_path / "a_ESM.pt", tiny_model, failure_log=tmp_path / "a_ESM.pt"
+        )
+    assert tree_state(tmp_path) == before
+
+
+def test_a_merged_manifest_over_an_input_is_refused(tmp_path):
+    dna = dnabert_file(tmp_path / "DNA" / "x_DNABERT_S.pt", ["a"])
+    esm = esm_file(tmp_path / "ESM" / "x_ESM.pt", ["a"])
+    (tmp_path / "OUT").mkdir()
+    (tmp_path / "OUT" / "x_merged.pt.json").symlink_to(esm)  # the manifest would land on it
+    before = tree_state(tmp_path)
+    assert main(["merge", str(dna), str(esm), "-o", str(tmp_path / "OUT" / "x_merged.pt")]) == 2
+    assert tree_state(tmp_path) == before

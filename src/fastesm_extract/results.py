@@ -123,7 +123,9 @@ class RunSummary:
         return summary_as_dict(self)
 
 
-SUMMARY_FORMAT = 1
+# The `--summary-json` schema's version (README, "The summary JSON"). 2: every exit writes
+# every key (`error` and `plan` added); `plan` counts `files` by action as a run does by status.
+SUMMARY_FORMAT = 2
 
 
 def _file_entry(result) -> dict:
@@ -143,10 +145,10 @@ def _file_entry(result) -> dict:
         entry["message"] = result.message
     if result.rebuilt_because:
         entry["rebuilt_because"] = result.rebuilt_because
-    return entry
-
     if result.truncated:
         entry["truncated_records"] = [{"id": t.id, "length": t.length} for t in result.truncated]
+    return entry
+
 
 def summary_as_dict(summary: RunSummary, command: str = "extract") -> dict:
     """Every key of the schema, for a finished run; an error, a stop or a plan replaces the
@@ -157,8 +159,10 @@ def summary_as_dict(summary: RunSummary, command: str = "extract") -> dict:
         by_status.setdefault(str(result.status), []).append(str(result.job.fasta))
     return {
         "format": SUMMARY_FORMAT,
+        "command": command,
         "ok": summary.ok,
         "exit_status": summary.exit_status,
+        "error": None,  # why the command ended early (usage error, signal, ...)
         "seconds": round(summary.seconds, 3),
         "model_loaded": summary.model_loaded,
         "stopped": summary.stopped,
@@ -183,4 +187,5 @@ def summary_as_dict(summary: RunSummary, command: str = "extract") -> dict:
             if r.rebuilt_because
         ],
         "file_results": [_file_entry(result) for result in results],
+        "plan": None,  # `plan`: the model, the disk needed and the verdict of each file
     }

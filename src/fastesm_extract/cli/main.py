@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import io
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastesm_extract.cli.arguments import build_parser
 from fastesm_extract.cli.audit import run_audit
 from fastesm_extract.cli.merge import run_merge
 from fastesm_extract.cli.plan import print_plan
+from fastesm_extract.cli.summary import (
+    error_summary,
+    refuse_summary_over_named_files,
+    refuse_summary_over_run_files,
+    summary_json_in,
+    write_summary_json,
+)
 from fastesm_extract.disk.failures import escape
-from fastesm_extract.disk.store import DiskFullError, atomic_write
+from fastesm_extract.disk.store import DiskFullError
 from fastesm_extract.errors import (  # noqa: F401
     EXIT_FAILURES,
     EXIT_INTERNAL,
@@ -102,11 +109,24 @@ def print_summary(summary: RunSummary) -> None:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    """`extract` (and `plan` / `--dry-run`), with `--summary-json` written whatever happens."""
-    status, data = _extract(args)
+    """`extract` (and `plan` / `--dry-run`), with `--summary-json` written whatever happens
+    (every key of its schema), though never over a file the run reads or writes."""
     if args.summary_json:
         try:
-            write_summary_json(args.summary_json, {**data, "exit_status": status})
+            refuse_summary_over_run_files(args)
+        except ExtractError as error:
+            return usage_error(str(error))  # no summary: its path is the problem
+    try:
+        status, data = _extract(args)
+    except Exception as error:  # a bug: main() says so; the summary still tells the engine
+        status, data = EXIT_INTERNAL, {"error": f"internal error: {type(error).__name__}: {error}"}
+        if args.summary_json:
+            with contextlib.suppress(OSError):
+                _write_summary(args, status, data)
+        raise
+    if args.summary_json:
+        try:
+            _write_summary(args, status, data)
         except OSError as error:
             print(
                 f"fastesm-extract: error: cannot write --summary-json {args.summary_json}: "
@@ -117,8 +137,18 @@ def run_extract(args: argparse.Namespace) -> int:
     return status
 
 
+def _write_summary(args: argparse.Namespace, status: int, data: dict) -> None:
+    """`data` over the schema's every key (an early end knows only some of them)."""
+    command = "plan" if args.command == "plan" or getattr(args, "dry_run", False) else "extract"
+    write_summary_json(args.summary_json, {**error_summary(command), **data}, status)
+
+
 def _error(status: int, message: str) -> tuple[int, dict]:
-    return status, {"ok": False, "error": message}
+    return status, {"error": message}
+
+
+def _usage(message: str) -> tuple[int, dict]:
+    return _error(usage_error(message), message)
 
 
 def _extract(args: argparse.Namespace) -> tuple[int, dict]:
@@ -126,20 +156,16 @@ def _extract(args: argparse.Namespace) -> tuple[int, dict]:
 
     planning = args.command == "plan" or getattr(args, "dry_run", False)
     if args.toks_per_batch < 1 or args.truncation_seq_length < 1:
-        return _error(
-            usage_error("--toks-per-batch and --truncation-seq-length must be positive"),
-            "bad settings",
-        )
+        return _usage("--toks-per-batch and --truncation-seq-length must be positive")
     if args.split_every is not None:
         if args.split_every < 1:
-            return _error(usage_error("--split-every must be positive"), "bad --split-every")
+            return _usage("--split-every must be positive")
         if len(args.inputs) != 1 or args.output_dir is None:
-            return _error(
-                usage_error("--split-every takes exactly one FASTA file and -o OUTDIR"),
-                "bad --split-every",
-            )
+            return _usage("--split-every takes exactly one FASTA file and -o OUTDIR")
         if planning:
-            return _error(usage_error("plan does not take --split-every"), "bad --split-every")
+            return _usage("plan does not take --split-every")
+        if args.include or args.exclude:
+            return _usage("--include/--exclude select files in folders: not --split-every")
     try:
         config = resolve_config(
             model=args.model,
@@ -161,12 +187,16 @@ def _extract(args: argparse.Namespace) -> tuple[int, dict]:
             compile=args.compile,
             compile_cache=args.compile_cache,
         )
-        if planning:
-            jobs = file_jobs(args.inputs, args.output_dir, config.failure_log)
-            return print_plan(jobs, config)
         with stop_signals_as_interrupt(), logging_redirect_tqdm():
+            if planning:
+                jobs = file_jobs(
+                    args.inputs, args.output_dir, config.failure_log, args.include, args.exclude
+                )
+                return print_plan(jobs, config)
             if args.split_every is None:
-                jobs = file_jobs(args.inputs, args.output_dir, config.failure_log)
+                jobs = file_jobs(
+                    args.inputs, args.output_dir, config.failure_log, args.include, args.exclude
+                )
             else:
                 split = SplitSource(
                     args.inputs[0], args.output_dir, args.split_every, config.failure_log
@@ -221,8 +251,30 @@ def run_verify(args: argparse.Namespace) -> int:
     return EXIT_FAILURES if bad else EXIT_OK
 
 
+def _summarize_argument_error(argv: list[str], path: str, status: int, printed: str) -> None:
+    """The summary of a command line argparse refused (exit 2): its message as `error`."""
+    lines = printed.strip().splitlines()
+    command = "plan" if argv[0] == "plan" or "--dry-run" in argv else "extract"
+    data = {**error_summary(command), "error": lines[-1] if lines else "invalid arguments"}
+    try:
+        refuse_summary_over_named_files(argv, path)
+        write_summary_json(path, data, status)
+    except (ExtractError, OSError) as error:
+        print(f"fastesm-extract: error: no --summary-json written: {error}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    printed = io.StringIO()  # argparse's message, for the summary of an argument error
+    try:
+        with contextlib.redirect_stderr(printed):
+            args = build_parser().parse_args(argv)
+    except SystemExit as refused:
+        sys.stderr.write(printed.getvalue())
+        if refused.code and (path := summary_json_in(argv)):
+            _summarize_argument_error(argv, path, int(refused.code), printed.getvalue())
+        raise
+    sys.stderr.write(printed.getvalue())
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
@@ -237,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plan": run_extract,
         "merge": run_merge,
         "verify": run_verify,
+        "audit": run_audit,
     }
     try:
         return commands[args.command](args)
@@ -255,10 +308,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def write_summary_json(path: str | Path, data: dict) -> None:
-    """Write `data` to `path` atomically (a reader never sees half a summary)."""
-    text = json.dumps(data, indent=2).encode() + b"\n"
-    atomic_write(path, lambda handle: handle.write(text))
-        "audit": run_audit,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ from fastesm_extract.disk.manifest import device_name, utc_now
 from fastesm_extract.disk.store import atomic_write
 
 log = logging.getLogger("fastesm_extract")
+
+# The most records a known rate counts for when a new run is averaged in: later runs still
+# move it (a new driver, another node of the same name).
+_WEIGHT_CAP = 100_000
 
 
 def rates_path() -> Path:
@@ -57,11 +62,19 @@ def _read() -> dict:
 
 
 def record_rate(model_id: str, device: str, records: int, seconds: float) -> None:
-    """Remember the rate of a run that embedded `records` in `seconds`."""
+    """Remember the rate of a run that embedded `records` in `seconds`: the mean of this rate
+    and the one known, weighted by their records (the known one's up to `_WEIGHT_CAP`), so a
+    one-record run, mostly the model's load, barely moves a rate measured on thousands."""
     if records <= 0 or seconds <= 0:
         return
     rates = _read()
-    rates[_key(model_id, device)] = {"records_per_s": records / seconds, "measured": utc_now()}
+    key = _key(model_id, device)
+    rate, weight = records / seconds, records
+    if (known := known_rate(model_id, device)) is not None:
+        known_weight = min(_records_of(rates[key]), _WEIGHT_CAP)
+        weight = records + known_weight
+        rate = (rate * records + known.records_per_s * known_weight) / weight
+    rates[key] = {"records_per_s": rate, "records": weight, "measured": utc_now()}
     try:
         text = json.dumps(rates, indent=2).encode() + b"\n"
         atomic_write(rates_path(), lambda handle: handle.write(text))
@@ -69,9 +82,21 @@ def record_rate(model_id: str, device: str, records: int, seconds: float) -> Non
         log.debug("cannot record the run's rate in %s: %s", rates_path(), error)
 
 
+def _records_of(entry: dict) -> int:
+    """The records a known rate stands for (0 for a rate written before they were kept)."""
+    try:
+        records = int(entry.get("records", 0))
+    except (TypeError, ValueError):
+        return 0
+    return max(records, 0)
+
+
 def known_rate(model_id: str, device: str) -> KnownRate | None:
+    """The rate known for this model on this device; None when there is none, or it is not
+    a positive finite number (a damaged or hand-edited file: ignored, never divided by)."""
     entry = _read().get(_key(model_id, device))
     try:
-        return KnownRate(float(entry["records_per_s"]), str(entry["measured"]))
+        rate = KnownRate(float(entry["records_per_s"]), str(entry["measured"]))
     except (TypeError, KeyError, ValueError):
         return None
+    return rate if math.isfinite(rate.records_per_s) and rate.records_per_s > 0 else None
