@@ -11,6 +11,8 @@ import contextlib
 import hashlib
 import io
 import itertools
+import os
+import stat
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from fastesm_extract.disk.failures import NO_RECORD_ID, FailureKind, RecordFailure
+from fastesm_extract.disk.file_identity import unchanged_identity
 from fastesm_extract.disk.manifest_schema import InputRead
 from fastesm_extract.errors import FastaError
 
@@ -49,6 +52,7 @@ class FastaContents:
     duplicate_ids: list[str] = field(default_factory=list)
     sha256: str = ""  # of the file's bytes as stored, hashed while they were read
     size: int = 0  # of those same bytes
+    identity: dict = field(default_factory=dict)  # its stat identity (file_identity.py)
 
     @property
     def n_read(self) -> int:
@@ -57,7 +61,7 @@ class FastaContents:
     @property
     def source(self) -> InputRead:
         """What a manifest records of the input: the bytes parsed, not the file as it is now."""
-        return InputRead(path=self.path, size=self.size, sha256=self.sha256)
+        return InputRead(path=self.path, size=self.size, sha256=self.sha256, identity=self.identity)
 
 
 def record_ids(contents: FastaContents) -> list[str]:
@@ -84,6 +88,7 @@ class FastaReader:
         self.preamble = b""
         self.sha256 = ""
         self.size = 0
+        self.identity: dict = {}  # of a regular file unchanged while read (file_identity.py)
 
     def __iter__(self) -> Iterator[bytes]:
         pending = b"\n"  # a line end before the file: the first header is found like the others
@@ -110,10 +115,13 @@ class FastaReader:
         """The bytes as stored, in blocks, each hashed as it is read."""
         with contextlib.ExitStack() as stack:
             source = self._source or stack.enter_context(open(self.path, "rb"))
+            before = None if self._source else os.fstat(source.fileno())
             while block := source.read(_BLOCK):
                 self._digest.update(block)
                 self.size += len(block)
                 yield block
+            if before is not None and stat.S_ISREG(before.st_mode):
+                self.identity = unchanged_identity(before, os.fstat(source.fileno()))
 
     def _decoded_blocks(self) -> Iterator[bytes]:
         """The file's bytes, gunzipped (all members, as `gzip` does) when it starts as gzip."""
@@ -232,7 +240,9 @@ def _read(reader: FastaReader) -> FastaContents:
         raise FastaError(f"{path} is not FASTA: the first non-blank line does not start with '>'")
     counts = Counter(record.id for record in records)
     duplicates = [record_id for record_id, count in counts.items() if count > 1]
-    return FastaContents(path, records, failures, duplicates, reader.sha256, reader.size)
+    return FastaContents(
+        path, records, failures, duplicates, reader.sha256, reader.size, reader.identity
+    )
 
 
 def parse_fasta(data: bytes, path: Path) -> FastaContents:

@@ -173,11 +173,13 @@ def _known(values: dict, kind: type) -> dict:
 
 @dataclass(frozen=True)
 class InputRead:
-    """The input as it was parsed: its path, and the size and hash of the bytes read."""
+    """The input as it was parsed: its path, the size and hash of the bytes read, and the
+    file's stat identity while they were (none when it changed meanwhile; file_identity.py)."""
 
     path: Path
     size: int
     sha256: str
+    identity: dict = field(default_factory=dict)
 
     def as_manifest(self) -> dict:
         return {
@@ -185,4 +187,5 @@ class InputRead:
             "absolute_path": str(Path(self.path).resolve()),
             "size": self.size,
             "sha256": self.sha256,
+            **self.identity,
         }
