@@ -20,6 +20,7 @@ from fastesm_extract.errors import (
     MergeError,
     ModelLoadError,
     OutputError,
+    StaleOutputError,
     UsageError,
 )
 from fastesm_extract.merge.folders import MergeOutcome, merge_folder
@@ -85,6 +86,7 @@ __all__ = [
     "MergeError",
     "ModelLoadError",
     "OutputError",
+    "StaleOutputError",
     "UsageError",
     # constants
     "DEFAULT_MODEL",

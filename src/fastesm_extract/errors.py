@@ -37,6 +37,11 @@ class FastaError(ExtractError):
     """The whole file is unusable: unreadable, not FASTA, or without records."""
 
 
+class StaleOutputError(ExtractError):
+    """An existing output was made by another model or truncation: the drop-in refuses to
+    hand its features on as this model's; the message names why and the way out."""
+
+
 class OutputError(ExtractError):
     """An output file is missing, unloadable or not in the VirNucPro format."""
 

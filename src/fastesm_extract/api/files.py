@@ -10,19 +10,19 @@ from pathlib import Path
 import torch
 
 from fastesm_extract.api.models import model_for_call, models_by_name
-from fastesm_extract.disk.currency import ModelIdentity
 from fastesm_extract.disk.failures import FailureLog
 from fastesm_extract.disk.layout import manifest_path
-from fastesm_extract.disk.manifest import Provenance
-from fastesm_extract.disk.resume import BUILD, INVALID, STALE
 from fastesm_extract.disk.same_file import refuse_writing_over_inputs
 from fastesm_extract.disk.split import SplitPart
 from fastesm_extract.disk.store import load_embeddings
+from fastesm_extract.disk.verdict import INVALID, REBUILD, STALE
+from fastesm_extract.errors import StaleOutputError
 from fastesm_extract.extract.pipeline import Extractor
-from fastesm_extract.model.load import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel
+from fastesm_extract.model.identity import ModelIdentity
+from fastesm_extract.model.load import DEFAULT_MODEL, LoadedModel
 from fastesm_extract.results import FileJob, RunSummary
-from fastesm_extract.running.config import resolve_config
-from fastesm_extract.running.examine import examine_job
+from fastesm_extract.running.config import ModelSpec, resolve_config
+from fastesm_extract.running.examine import examine_job, model_identity
 from fastesm_extract.running.runner import run
 from fastesm_extract.running.shards import Shard
 from fastesm_extract.running.sources import SplitSource, file_jobs
@@ -41,29 +41,34 @@ def call_identity(
 ) -> ModelIdentity:
     """What makes this call's output current; for the default model, known without loading
     it unless it is loaded already (on this call's device)."""
-    trunc, toks = settings.truncation_seq_length, settings.toks_per_batch
     loaded = loaded or models_by_name.loaded(DEFAULT_MODEL, device)
-    if loaded is not None:
-        return Provenance.of(loaded, trunc, toks).identity
-    return ModelIdentity(
-        model_id=DEFAULT_MODEL, hidden_size=DEFAULT_HIDDEN_SIZE, truncation_seq_length=trunc
-    )
+    return model_identity(ModelSpec(loaded or DEFAULT_MODEL), settings)
 
 
 def finished_output(
-    job: FileJob, loaded: LoadedModel | None, settings: ExtractionSettings, device: str
+    job: FileJob,
+    loaded: LoadedModel | None,
+    settings: ExtractionSettings,
+    device: str,
+    accept_stale: bool = False,
 ) -> tuple[list[str], list[torch.Tensor]] | None:
-    """The contents of `job.output` when the CLI would keep it (valid and current, or stale
-    without `redo_stale`); None when it must be computed."""
+    """The contents of `job.output` when it is current (or stale and `accept_stale`); None
+    when it must be computed. Raises `StaleOutputError` for another model's or truncation's
+    output: a script must not carry such features on as this model's."""
     if settings.overwrite or not job.output.exists():
         return None
     existing = examine_job(job, call_identity(loaded, settings, device), settings)
-    if existing.verdict in (BUILD, INVALID):
-        if existing.reason and existing.verdict == BUILD:
+    if existing.verdict in (REBUILD, INVALID):
+        if existing.reason and existing.verdict == REBUILD:
             log.warning("existing output %s will be rebuilt: %s", job.output, existing.reason)
         return None
+    if existing.verdict == STALE and not accept_stale:
+        raise StaleOutputError(
+            f"{job.output} is {existing.reason}: its features are not this model's. Pass "
+            "redo_stale=True to rebuild it, or accept_stale=True to take them on purpose"
+        )
     if existing.verdict == STALE:
-        log.warning("%s is %s: kept; redo_stale=True rebuilds it", job.output, existing.reason)
+        log.warning("%s is %s: returned as accept_stale=True asks", job.output, existing.reason)
     else:
         log.info("%s: valid output exists, not recomputed", job.output)
     return load_embeddings(job.output)
@@ -81,6 +86,7 @@ def extract_fast_esm(
     failure_log: str | Path | None = None,
     overwrite: bool = False,
     redo_stale: bool = False,
+    accept_stale: bool = False,
     compile: bool = False,
     compile_cache: str | Path | None = None,
 ) -> tuple[list[str], list[torch.Tensor]]:
@@ -90,9 +96,10 @@ def extract_fast_esm(
     `(hidden_size,)`. With `out_file`, also writes `{'proteins', 'data'}` there atomically,
     with its manifest `<out_file>.json`, unless no record could be embedded. An `out_file`
     that already exists, loads and validates is returned as it is, without running (or
-    loading) the model, as the CLI skips it; a stale one (another input, model, hidden size
-    or setting) is reported and returned too unless `redo_stale`; an invalid or unfinished
-    one is rebuilt; `overwrite` recomputes.
+    loading) the model, as the CLI skips it; a stale one (another model, hidden size or
+    truncation) raises `StaleOutputError` naming why, unless `redo_stale` (rebuilt) or
+    `accept_stale` (returned on purpose); one of another input, or invalid or unfinished, is
+    rebuilt; `overwrite` recomputes.
     `model`/`tokenizer` are a preloaded Hugging Face model (SDPA) and its tokenizer (without
     one: the model's `tokenizer` attribute, else its checkpoint's), or a `LoadedModel`; or
     `model` is a hub ID or folder. A model given by name, or FastESM2_650 without `model`, is
@@ -124,7 +131,9 @@ def extract_fast_esm(
     loaded = None if model is None else model_for_call(model, tokenizer, device)
     job = FileJob(Path(fasta_file), Path(out_file) if out_file is not None else None)
     if job.output is not None:  # a current output is returned without loading the model
-        finished = finished_output(job, loaded, config.settings, config.devices[0])
+        finished = finished_output(
+            job, loaded, config.settings, config.devices[0], accept_stale=accept_stale
+        )
         if finished is not None:
             return finished
     loaded = loaded or model_for_call(None, device=device)
@@ -155,6 +164,8 @@ def extract_files(
     show_progress: bool = True,
     compile: bool = False,
     compile_cache: str | Path | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> RunSummary:
     """Embed many FASTA files (or folders of them) with the model loaded once per device.
 
@@ -166,7 +177,10 @@ def extract_files(
     record it) and `compile_cache` (the folder of its on-disk caches, which later runs and
     workers reuse).
 
-    Outputs go beside each input, or under `output_dir` keeping folder layout. Current
+    `include` and `exclude` are the CLI's `--include`/`--exclude` globs: which FASTA
+    files found in folders to take (matched against a file's name or its path relative to
+    the folder given). Outputs go beside each input, or under `output_dir` keeping folder
+    layout. Current
     outputs are skipped unless `overwrite` (the model is not loaded when nothing needs
     computing); an output whose input changed is rebuilt; one of another model or truncation
     is kept as stale (`summary.ok` False unless `accept_stale`), or rebuilt with
@@ -197,7 +211,8 @@ def extract_files(
         compile=compile,
         compile_cache=compile_cache,
     )
-    return run(file_jobs(list(inputs), output_dir, config.failure_log), config)
+    jobs = file_jobs(list(inputs), output_dir, config.failure_log, include, exclude)
+    return run(jobs, config)
 
 
 def extract_split(

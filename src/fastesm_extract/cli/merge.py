@@ -29,15 +29,22 @@ def print_merge_summary(outcomes: list[MergeOutcome], accept_stale: bool) -> Non
         print(f"  FAILED {escape(outcome.message)}", file=sys.stderr)
     if len(failed) > 20:
         print(f"  ... and {len(failed) - 20} more", file=sys.stderr)
-    if count[STALE]:
-        verdict = "accepted (--accept-stale)" if accept_stale else "NOT current"
+    stale = [o for o in outcomes if o.status == STALE]
+    verdict = "accepted (--accept-stale)" if accept_stale else "NOT current"
+    if kept := [o for o in stale if not o.stale_input]:
         print(
-            f"  {count[STALE]} stale merged files kept, {verdict}: made from another model's "
+            f"  {len(kept)} stale merged files kept, {verdict}: made from another model's "
             "features; --redo-stale rebuilds them, --accept-stale accepts them",
             file=sys.stderr,
         )
-        for outcome in [o for o in outcomes if o.status == STALE][:10]:
-            print(f"    stale {outcome.output}: {outcome.message}", file=sys.stderr)
+    if inputs := [o for o in stale if o.stale_input]:
+        print(
+            f"  {len(inputs)} ESM inputs of another model not merged, {verdict}: re-extract "
+            "them (fastesm-extract extract --redo-stale), --accept-stale accepts them",
+            file=sys.stderr,
+        )
+    for outcome in stale[:10]:
+        print(f"    stale {outcome.output}: {outcome.message}", file=sys.stderr)
     rebuilt = [outcome for outcome in outcomes if outcome.rebuilt_because]
     for outcome in rebuilt[:10]:
         print(f"  rebuilt {outcome.output}: {outcome.rebuilt_because}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """Is an output current? The one rule every entry point applies (extract, merge, plan).
 
-An output is *current* when it was made from this input content, this model (ID, revision,
+An output is *current* when it was made from this input content, this model (a hub model's ID
+and commit; a local folder's or in-memory module's fingerprint, see `model.identity`; its
 hidden size) and this truncation length. Batch budget, device, dtype and worker count change
 no embedding beyond numerical noise: they are recorded, never a reason to call an output
 stale. What differs decides what a run does:
@@ -12,48 +13,46 @@ stale. What differs decides what a run does:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from fastesm_extract.disk.manifest_schema import Manifest, ManifestModel
+from fastesm_extract.model.identity import ModelIdentity
 
 
-@dataclass(frozen=True, kw_only=True)
-class ModelIdentity:
-    """What an output's embeddings depend on, besides its input."""
+def _model_differences(model: ManifestModel, identity: ModelIdentity) -> list[str]:
+    """A local or in-memory model is its fingerprint (the same files anywhere are one model,
+    other files under one name another); a hub model its ID and commit."""
+    if identity.fingerprint or model.fingerprint:
+        if model.fingerprint == identity.fingerprint:
+            return []
+        if not model.fingerprint:
+            return [f"model {model.id!r} was recorded by name only, not by its files"]
+        if not identity.fingerprint:
+            return [f"model {model.id!r} (local files) != {identity.model_id!r}"]
+        return [
+            f"model files differ: {model.id!r} ({model.fingerprint[:12]}) != "
+            f"{identity.model_id!r} ({identity.fingerprint[:12]})"
+        ]
+    if model.id != identity.model_id:
+        return [f"model {model.id!r} != {identity.model_id!r}"]
+    if model.commit_hash and identity.commit_hash:
+        if model.commit_hash != identity.commit_hash:
+            return [f"model commit {model.commit_hash[:12]} != {identity.commit_hash[:12]}"]
+    elif model.revision and identity.revision and model.revision != identity.revision:
+        return [f"model revision {model.revision!r} != {identity.revision!r}"]
+    return []
 
-    model_id: str
-    revision: str | None = None
-    commit_hash: str | None = None
-    hidden_size: int
-    truncation_seq_length: int
 
-
-def local_model_path(model_id: str) -> str | None:
-    """The absolute folder of a local checkpoint (so `ckpt` and `./ckpt` are one model)."""
-    path = Path(model_id).expanduser()
-    return str(path.resolve()) if path.is_dir() else None
-
-
-def _same_model_id(model: ManifestModel, identity: ModelIdentity) -> bool:
-    if model.id == identity.model_id:
-        return True
-    here = local_model_path(identity.model_id)
-    return here is not None and model.local_path == here
+def manifest_model_key(model: ManifestModel) -> str:
+    """The model an output's manifest names, as `ModelIdentity.key` names a model."""
+    if model.fingerprint:
+        return f"fingerprint:{model.fingerprint}"
+    return f"{model.id}@{model.commit_hash or model.revision or ''}"
 
 
 def model_differences(manifest: Manifest, identity: ModelIdentity) -> list[str]:
     """Why an output with `manifest` was made by another model or truncation; empty when the
     same (the reasons an output is stale)."""
-    reasons = []
     model = manifest.model
-    if not _same_model_id(model, identity):
-        reasons.append(f"model {model.id!r} != {identity.model_id!r}")
-    if model.commit_hash and identity.commit_hash:
-        if model.commit_hash != identity.commit_hash:
-            reasons.append(f"model commit {model.commit_hash[:12]} != {identity.commit_hash[:12]}")
-    elif model.revision and identity.revision and model.revision != identity.revision:
-        reasons.append(f"model revision {model.revision!r} != {identity.revision!r}")
+    reasons = _model_differences(model, identity)
     if model.hidden_size is not None and model.hidden_size != identity.hidden_size:
         reasons.append(f"hidden size {model.hidden_size} != {identity.hidden_size}")
     length = manifest.truncation_seq_length

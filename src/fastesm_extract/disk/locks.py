@@ -249,3 +249,13 @@ def _break_stale_lock(path: Path, seen: bytes) -> None:
                 pass
     finally:
         aside.unlink(missing_ok=True)
+
+
+def live_lock_holder(output: Path) -> str | None:
+    """Who holds the lock of `output`, when a live run does."""
+    path = lock_path(output)
+    try:
+        content, age = path.read_bytes(), max(0.0, time.time() - path.stat().st_mtime)
+    except OSError:
+        return None
+    return None if is_stale(content, age) else describe_holder(content)

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from fastesm_extract.disk.currency import ModelIdentity, local_model_path
 from fastesm_extract.disk.failures import RecordFailure
 from fastesm_extract.disk.layout import manifest_path
 from fastesm_extract.disk.manifest_schema import InputRead, Manifest, manifest_problems
 from fastesm_extract.disk.store import atomic_write, save_embeddings_atomic
+from fastesm_extract.model.identity import ModelIdentity
 from fastesm_extract.model.load import LoadedModel
 from fastesm_extract.results import TruncatedRecord
 
@@ -82,9 +82,12 @@ class Provenance:
     truncation_seq_length: int
     toks_per_batch: int
     compiled: bool = False  # recorded only: never makes an output stale
+    fingerprint: str | None = None  # a local or in-memory model's files or parameters
+    local_path: str | None = None  # the checkpoint folder, recorded for the reader
 
     @classmethod
     def of(cls, loaded: LoadedModel, truncation_seq_length: int, toks_per_batch: int):
+        identity = loaded.identity(truncation_seq_length)
         return cls(
             model_id=loaded.model_id,
             revision=loaded.revision,
@@ -94,6 +97,8 @@ class Provenance:
             hidden_size=loaded.hidden_size,
             truncation_seq_length=truncation_seq_length,
             toks_per_batch=toks_per_batch,
+            fingerprint=identity.fingerprint,
+            local_path=str(loaded.folder) if loaded.folder else None,
         )
 
     @property
@@ -102,6 +107,7 @@ class Provenance:
             model_id=self.model_id,
             revision=self.revision,
             commit_hash=self.commit_hash,
+            fingerprint=self.fingerprint,
             hidden_size=self.hidden_size,
             truncation_seq_length=self.truncation_seq_length,
         )
@@ -112,7 +118,8 @@ def _model_section(provenance: Provenance) -> dict:
         "id": provenance.model_id,
         "revision": provenance.revision,
         "commit_hash": provenance.commit_hash,
-        "local_path": local_model_path(provenance.model_id),
+        "local_path": provenance.local_path,
+        "fingerprint": provenance.fingerprint,
         "dtype": provenance.dtype,
         "device": provenance.device,
         "hidden_size": provenance.hidden_size,
@@ -127,6 +134,7 @@ def build_manifest(
     embedded: int,
     failures: list[RecordFailure],
     started: str,
+    truncated: Sequence[TruncatedRecord] = (),
     state: str = COMPLETE,
 ) -> dict:
     """The manifest dictionary for one output (JSON-serializable); `save_output_and_manifest`
@@ -135,7 +143,6 @@ def build_manifest(
     return {
         "format_version": FORMAT_VERSION,
         "state": state,
-    truncated: Sequence[TruncatedRecord] = (),
         "input": source.as_manifest(),
         "records": {
             "read": n_read,
@@ -143,6 +150,9 @@ def build_manifest(
             "failed": len(failures),
             "failed_ids": [failure.record_id for failure in failures],
             "failed_kinds": [str(failure.kind) for failure in failures],  # same order as IDs
+            "truncated": len(truncated),
+            "truncated_ids": [record.id for record in truncated],
+            "truncated_lengths": [record.length for record in truncated],  # residues, in full
         },
         "model": _model_section(provenance),
         "settings": {
@@ -150,9 +160,6 @@ def build_manifest(
             "toks_per_batch": provenance.toks_per_batch,
         },
         "versions": {
-            "truncated": len(truncated),
-            "truncated_ids": [record.id for record in truncated],
-            "truncated_lengths": [record.length for record in truncated],  # residues, in full
             "fastesm_extract": _version("fastesm-extract"),
             "torch": torch.__version__,
             "transformers": _version("transformers"),

@@ -36,6 +36,7 @@ _FIELD_TYPES: dict[str, str | dict[str, str]] = {
         "device": _TEXT,
         "hidden_size": _NUMBER,
         "local_path": _TEXT_OR_NONE,
+        "fingerprint": _TEXT_OR_NONE,
     },
     "settings": {"truncation_seq_length": _NUMBER, "toks_per_batch": _NUMBER},
 }
@@ -46,9 +47,9 @@ def _has_type(value: object, expected: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if expected == _TEXTS:
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
-    return isinstance(value, str) or (expected == _TEXT_OR_NONE and value is None)
     if expected == _NUMBERS:
         return isinstance(value, list) and all(_has_type(item, _NUMBER) for item in value)
+    return isinstance(value, str) or (expected == _TEXT_OR_NONE and value is None)
 
 
 def manifest_problems(content: object) -> list[str]:
@@ -100,9 +101,9 @@ class ManifestRecords:
     failed: int | None = None
     failed_ids: tuple[str, ...] = ()
     failed_kinds: tuple[str, ...] = ()  # same order as failed_ids (absent in old manifests)
-
     truncated_ids: tuple[str, ...] = ()  # records cut to the truncation length
     truncated_lengths: tuple[int, ...] = ()  # their full lengths, same order
+
 
 @dataclass(frozen=True, kw_only=True)
 class ManifestModel:
@@ -110,6 +111,7 @@ class ManifestModel:
     revision: str | None = None
     commit_hash: str | None = None
     local_path: str | None = None
+    fingerprint: str | None = None
     dtype: str | None = None
     device: str | None = None
     hidden_size: int | None = None
@@ -154,10 +156,10 @@ class Manifest:
                 failed=records.get("failed"),
                 failed_ids=tuple(records.get("failed_ids") or ()),
                 failed_kinds=tuple(records.get("failed_kinds") or ()),
-            ),
-            model=ManifestModel(**_known(section("model"), ManifestModel)),
                 truncated_ids=tuple(records.get("truncated_ids") or ()),
                 truncated_lengths=tuple(records.get("truncated_lengths") or ()),
+            ),
+            model=ManifestModel(**_known(section("model"), ManifestModel)),
             truncation_seq_length=settings.get("truncation_seq_length"),
             toks_per_batch=settings.get("toks_per_batch"),
             started=content.get("started"),

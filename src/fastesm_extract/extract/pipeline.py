@@ -21,14 +21,15 @@ import torch
 
 from fastesm_extract.disk.failures import FailureKind, FailureLog
 from fastesm_extract.disk.fasta import FastaContents, read_fasta, record_ids
+from fastesm_extract.disk.layout import invalid_input_record
 from fastesm_extract.disk.locks import LockError, OutputLocks
 from fastesm_extract.disk.manifest import (
     Provenance,
     sha256_of,
     utc_now,
 )
-from fastesm_extract.disk.resume import FINISHED, ExistingOutput, examine_output
 from fastesm_extract.disk.store import load_embeddings
+from fastesm_extract.disk.verdict import CURRENT, EsmBasis, OutputVerdict, judge
 from fastesm_extract.errors import FastaError, OutputError
 from fastesm_extract.extract.claim import claim_output
 from fastesm_extract.extract.compute import assemble_output, compute_file
@@ -38,7 +39,13 @@ from fastesm_extract.extract.handoff import ComputedFile, FileOutput, PreparedFi
 from fastesm_extract.extract.prefetch import prefetched
 from fastesm_extract.extract.prepare import NoUsableRecordsError, prepare_file, warn_about_records
 from fastesm_extract.extract.progress import ProgressSink, RunProgress
-from fastesm_extract.extract.publish import file_failed, kept_result, publish, record_invalid_input
+from fastesm_extract.extract.publish import (
+    drop_output_of_earlier_input,
+    file_failed,
+    kept_result,
+    publish,
+    record_invalid_input,
+)
 from fastesm_extract.model.load import LoadedModel
 from fastesm_extract.results import FAILED, LOCKED, FileJob, FileResult, RunSummary
 from fastesm_extract.settings import ExtractionSettings
@@ -73,16 +80,18 @@ class Extractor:
 
     def _examine(
         self, job: FileJob, input_sha256: str, contents: FastaContents | None = None
-    ) -> ExistingOutput:
+    ) -> OutputVerdict:
         settings = self.settings
-        return examine_output(
-            job,
-            self.provenance.identity,
-            input_sha256,
+        basis = EsmBasis(
+            job=job,
+            identity=self.provenance.identity,
+            input_sha256=input_sha256,
             input_ids=lambda: record_ids(contents or read_fasta(job.fasta)),
             overwrite=settings.overwrite,
             redo_stale=settings.redo_stale,
+            invalid_record=invalid_input_record(self.failure_log.path, job.output),
         )
+        return judge(job.output, basis)
 
     def _prepare(self, job: FileJob) -> PreparedFile | FileResult:
         started = utc_now()
@@ -96,11 +105,12 @@ class Extractor:
         except NoUsableRecordsError as error:
             self.failure_log.record_many(job.fasta, error.contents.failures)
             contents = error.contents
-            record_invalid_input(job, contents, self.provenance, started)
+            drop_output_of_earlier_input(job)
+            record_invalid_input(job, contents, self.provenance, started, self.failure_log.path)
             return self._give(
                 file_failed(
                     job,
-                    FailureKind.UNREADABLE_FILE,
+                    error.kind,
                     str(error),
                     self.failure_log,
                     contents.n_read,
@@ -210,7 +220,7 @@ class Extractor:
             existing = self._examine(result.job, sha256_of(result.job.fasta))
         except OSError:
             return result
-        if existing.verdict != FINISHED:
+        if existing.verdict != CURRENT:
             return result
         kept = kept_result(result.job, existing, self.failure_log.path)
         return dataclasses.replace(kept, message="finished by another run")

@@ -1,9 +1,10 @@
 """Folder merge: every `X_DNABERT_S.pt` + `X_ESM.pt` -> `X_merged.pt`, each pair its own
 outcome, existing merged files kept only while they are current (see `merged_manifest`).
 
-Widths are checked without being told: every ESM file of a merge shares one width (the
-most common, or `expect_dim`), equal to the hidden size its manifest records; DNABERT-S is
-768 unless `dnabert_s_dim` says otherwise. A pair that fails never leaves an old merged file
+Widths are checked without being told: the ESM width is that of the model the ESM
+manifests name (`esm_model`, or `expect_dim`), never a majority; an ESM file without
+manifest of another width is stale (its pair is not merged); DNABERT-S is 768 unless
+`dnabert_s_dim` says otherwise. A pair that fails never leaves an old merged file
 that looks current (see `_set_aside`); nothing is written over, one `X_merged.pt.outdated` at most.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +27,17 @@ from fastesm_extract.disk.layout import (
     merged_name,
 )
 from fastesm_extract.disk.same_file import refuse_writing_over_inputs
+from fastesm_extract.disk.verdict import (
+    CURRENT,
+    REBUILD,
+    MergedBasis,
+    MergeInputBasis,
+    Verdict,
+    judge,
+)
 from fastesm_extract.errors import InputError, MergeError
+from fastesm_extract.merge.esm_model import MergeModel, merge_model
 from fastesm_extract.merge.merged_file import (
-    examine_merged,
     forget_merged_manifest,
     made_here,
     write_merge,
@@ -75,21 +83,6 @@ def _set_aside(output: Path) -> str:
     return f"; the old {output.name} was moved to {aside.name} so it is not taken for current"
 
 
-def _common_width(widths: dict[Path, int | None], expect_dim: int | None) -> tuple[int | None, str]:
-    """(the ESM width of this merge, why it is that width) from the files' own widths."""
-    if expect_dim is not None:
-        return expect_dim, "--expect-dim"
-    counts = Counter(width for width in widths.values() if width is not None)
-    if not counts:
-        return None, ""
-    ranked = counts.most_common()
-    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-        shown = ", ".join(f"{w}{model_hint(w)} ({n} files)" for w, n in ranked)
-        return None, f"ESM files of different widths in one merge: {shown}; give --expect-dim"
-    width, n = ranked[0]
-    return width, f"the width of {n} of the {sum(counts.values())} ESM files"
-
-
 def merge_folder(
     dnabert_s_dir: str | Path,
     esm_dir: str | Path | None,
@@ -127,11 +120,9 @@ def merge_folder(
         esm_file = esm_partner(dnabert_file, dnabert_s_dir, esm_dir)
         relative = dnabert_file.parent.relative_to(dnabert_s_dir)
         planned.append((dnabert_file, esm_file, out_dir / relative / merged_name(dnabert_file)))
-    refuse_writing_over_inputs(
-        [*dnabert_files, *esm_files], [output for _, _, output in planned], "choose another -o"
-    )
-    widths = {esm: esm_width(esm) for _, esm, _ in planned if esm.is_file()}
-    width, why = _common_width(widths, expect_dim)
+    written = [path for *_, output in planned for path in (output, manifest_path(output))]
+    refuse_writing_over_inputs([*dnabert_files, *esm_files], written, "choose another -o")
+    model = merge_model([esm for _, esm, _ in planned if esm.is_file()], expect_dim)
     options = dict(label=label, allow_missing=allow_missing, dnabert_s_dim=dnabert_s_dim)
     unpaired_status = SKIPPED if allow_missing else FAILED
     outcomes: list[MergeOutcome] = []
@@ -145,7 +136,7 @@ def merge_folder(
         paired_esm.add(esm_file.resolve())
         try:
             outcome = _merge_pair(
-                dnabert_file, esm_file, output, width, why, labels, options, overwrite, redo_stale
+                dnabert_file, esm_file, output, model, labels, options, overwrite, redo_stale
             )
         except InputError:
             raise
@@ -175,31 +166,46 @@ def _merge_pair(
     dnabert_file: Path,
     esm_file: Path,
     output: Path,
-    width: int | None,
-    why: str,
+    model: MergeModel,
     labels: list[int] | None,
     options: dict,
     overwrite: bool,
     redo_stale: bool,
 ) -> MergeOutcome:
-    """One pair: checked width, then skipped, kept as stale, or (re)written."""
-    if width is None and why:
-        raise MergeError(f"{esm_file}: {why}")
-    actual = esm_width(esm_file)
+    """One pair: its ESM side judged, then the merged file skipped, kept as stale, or
+    (re)written."""
+    width, actual = model.width, esm_width(esm_file)
+    side = judge(
+        esm_file,
+        MergeInputBasis(
+            model_key=model.model_key, model_name=model.name, width=width, actual_width=actual
+        ),
+    )
+    if side.verdict == Verdict.STALE:
+        message = f"{esm_file} is stale: {side.reason}; re-extract it (extract --redo-stale)"
+        if made_here(output):  # this tool's merge of earlier inputs: out of date, removed
+            message += _set_aside(output)
+        log.warning("%s; %s not merged", message, output.name)
+        return MergeOutcome(output, STALE, message, dnabert_file, esm_file, stale_input=True)
+    if side.verdict == REBUILD:
+        raise MergeError(f"{esm_file}: {side.reason}")
     if width is not None and actual != width:
         raise MergeError(
             f"{esm_file}: {actual}-dim ESM embeddings{model_hint(actual or 0)}, but this merge "
-            f"is {width}-dim ({why}); re-extract it, or give --expect-dim"
+            f"is {width}-dim ({model.name}); re-extract it, or give --expect-dim"
         )
     merge = functools.cache(
         lambda: merge_embeddings(dnabert_file, esm_file, expect_dim=width, **options)
     )
-    verdict = examine_merged(output, dnabert_file, esm_file, labels, merge)
-    if not overwrite and verdict.action == "current":
+    basis = MergedBasis(
+        dnabert_s=dnabert_file, esm=esm_file, labels=labels, merge=merge, overwrite=overwrite
+    )
+    verdict = judge(output, basis)
+    if verdict.verdict == CURRENT:
         if verdict.reason:  # an old merged file equal to its inputs' merge: adopt it
             write_merged_manifest(output, dnabert_file, esm_file, merge())
         return MergeOutcome(output, SKIPPED, verdict.reason or "current", dnabert_file, esm_file)
-    if not overwrite and verdict.action == "stale" and not redo_stale:
+    if verdict.verdict == Verdict.STALE and not redo_stale:
         log.warning(
             "%s is stale: %s: kept; --redo-stale rebuilds it, --accept-stale accepts it",
             output,
@@ -227,3 +233,4 @@ class MergeOutcome:
     esm: Path | None = None
     n_rows: int = 0
     rebuilt_because: str = ""  # WRITTEN over an existing merged file: why
+    stale_input: bool = False  # STALE: its ESM input is another model's, so it was not merged

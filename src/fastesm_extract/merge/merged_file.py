@@ -23,16 +23,13 @@ from fastesm_extract.disk.manifest import (
     ManifestError,
     file_identity,
     read_manifest,
-    read_manifest_json,
-    sha256_of,
     utc_now,
     write_manifest,
 )
-from fastesm_extract.disk.store import atomic_write, load_weights_only
+from fastesm_extract.disk.store import atomic_write
+from fastesm_extract.disk.verdict import MERGED_KIND, read_merged_manifest
 
 log = logging.getLogger("fastesm_extract")
-
-MERGED_KIND = "merged"
 
 
 def _esm_model(esm: Path) -> str | None:
@@ -80,87 +77,12 @@ def forget_merged_manifest(output: str | Path) -> None:
 def made_here(output: Path) -> bool:
     """Whether `output` is the complete merged file its own manifest describes: this tool's
     merge of recorded inputs (so it can be removed, where another file is only moved)."""
-    manifest = _read(output) or {}
+    manifest = read_merged_manifest(output) or {}
     return (
         manifest.get("kind") == MERGED_KIND
         and manifest.get("state") == COMPLETE
         and manifest.get("output") == file_identity(output)
     )
-
-
-@dataclass(frozen=True)
-class MergedVerdict:
-    """What to do with an existing merged file: "current", "build" or "stale", and why."""
-
-    action: str
-    reason: str = ""
-
-
-def _read(output: Path) -> dict | None:
-    """The merged file's manifest; None when absent, {} when unusable (so rebuilt)."""
-    try:
-        content = read_manifest_json(output)
-    except ManifestError:
-        return {}
-    return content if content is None or isinstance(content, dict) else {}
-
-
-def examine_merged(
-    output: Path, dnabert_s: Path, esm: Path, labels: list[int] | None, merge: callable
-) -> MergedVerdict:
-    """The verdict on `output` for a merge of these inputs; `merge()` computes the merge
-    (only called for a merged file without manifest)."""
-    if not output.exists():
-        return MergedVerdict("build")
-    manifest = _read(output)
-    if manifest is None:
-        return _without_manifest(output, (dnabert_s, esm), labels, merge)
-    if manifest.get("kind") != MERGED_KIND or manifest.get("state") != COMPLETE:
-        return MergedVerdict("build", "its manifest is damaged or unfinished")
-    if manifest.get("output") != file_identity(output):
-        return MergedVerdict("build", "it is not the merged file its manifest describes")
-    inputs = manifest.get("inputs") or {}
-    for side, path in (("dnabert_s", dnabert_s), ("esm", esm)):
-        if (inputs.get(side) or {}).get("sha256") != sha256_of(path):
-            name = "DNABERT-S" if side == "dnabert_s" else "ESM"
-            return MergedVerdict("build", f"its {name} input changed since it was made")
-    if manifest.get("labels") != labels:
-        return MergedVerdict("build", f"labels {manifest.get('labels')} != {labels}")
-    return MergedVerdict("current")
-
-
-def _without_manifest(
-    output: Path, inputs: tuple[Path, Path], labels: list[int] | None, merge: callable
-) -> MergedVerdict:
-    """An old merged file (the original pipeline's, or from before manifests): current when
-    equal to its inputs' merge; rebuilt when an input is newer than it (re-extracted since);
-    otherwise stale when of another width (another model's features), else rebuilt."""
-    try:
-        content = load_weights_only(output)
-        old = content["data"]
-        old_ids = content["ids"]
-    except Exception:  # noqa: BLE001 - an unloadable or odd merged file is simply redone
-        return MergedVerdict("build", "it does not load as a merged file")
-    if not isinstance(old, torch.Tensor) or old.layout != torch.strided or old.dim() != 2:
-        return MergedVerdict("build", "it does not hold a dense (rows, width) block")
-    result = merge()
-    width = int(result.data.shape[1])
-    same = (
-        old_ids == result.ids
-        and content.get("labels") == labels
-        and old.dtype == result.data.dtype
-        and torch.equal(old, result.data)
-    )
-    if same:
-        return MergedVerdict("current", "no manifest: equal to the merge of its inputs")
-    made = output.stat().st_mtime
-    if newer := [path.name for path in inputs if path.stat().st_mtime > made]:
-        return MergedVerdict("build", f"{' and '.join(newer)} changed since it was made")
-    if old.shape[1] != width:
-        return MergedVerdict(
-            "stale", f"{old.shape[1]} wide (another model), its inputs now merge to {width}"
-        )
-    return MergedVerdict("build", "no manifest, and not the merge of its inputs as they are now")
 
 
 @dataclass(frozen=True)

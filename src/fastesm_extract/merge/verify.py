@@ -24,9 +24,9 @@ from fastesm_extract.disk.manifest import (
     sha256_of,
 )
 from fastesm_extract.disk.store import load_weights_only
+from fastesm_extract.disk.verdict import MERGED_KIND
 from fastesm_extract.disk.verify import VerifyReport, verify_output
 from fastesm_extract.errors import MergeError, OutputError
-from fastesm_extract.merge.merged_file import MERGED_KIND
 from fastesm_extract.merge.pairs import LABELS
 from fastesm_extract.merge.sides import DNABERT_S_DIM, load_dnabert_s, shown_ids
 

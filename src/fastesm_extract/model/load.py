@@ -7,11 +7,13 @@ import dataclasses
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from fastesm_extract.errors import ModelLoadError
 from fastesm_extract.model.hub import ModelSourceError, locate_model, resolve_commit
+from fastesm_extract.model.identity import ModelIdentity, identity_of
 from fastesm_extract.model.tokens import UNKNOWN_REFUSED, EsmAlphabet, TokenizerMismatchError
 
 DEFAULT_MODEL = "Synthyra/FastESM2_650"
@@ -35,6 +37,20 @@ class LoadedModel:
     is_demo: bool = False
     revision: str | None = None  # as requested (branch, tag or commit)
     commit_hash: str | None = None  # the commit actually loaded, when the hub tells us
+    folder: Path | None = None  # the checkpoint folder it was loaded from, if any
+    by_name: bool = False  # loaded by fastesm-extract from a hub ID or folder (not given)
+
+    def identity(self, truncation_seq_length: int) -> ModelIdentity:
+        """What this model's outputs are current for (see `identity.identity_of`)."""
+        return identity_of(
+            self.model_id,
+            hidden_size=self.hidden_size,
+            truncation_seq_length=truncation_seq_length,
+            revision=self.revision,
+            commit_hash=self.commit_hash,
+            folder=self.folder,
+            module=None if self.by_name else self.model,
+        )
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -275,7 +291,11 @@ def load_model(
         ) from error
     model = model.to(resolved_device).eval()
     loaded = dataclasses.replace(
-        prepare_model(model, tokenizer, model_id), revision=revision, commit_hash=commit_hash
+        prepare_model(model, tokenizer, model_id),
+        revision=revision,
+        commit_hash=commit_hash,
+        folder=Path(model_id).expanduser().resolve() if source.folder else None,
+        by_name=True,
     )
     if loaded.is_demo:
         log.warning(

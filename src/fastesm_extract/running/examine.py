@@ -11,18 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from fastesm_extract.disk.currency import ModelIdentity
 from fastesm_extract.disk.fasta import read_fasta, record_ids
-from fastesm_extract.disk.layout import manifest_path
-from fastesm_extract.disk.manifest import Provenance, sha256_of
-from fastesm_extract.disk.resume import BUILD, ExistingOutput, examine_output
+from fastesm_extract.disk.layout import invalid_input_record, lock_path, manifest_path
+from fastesm_extract.disk.manifest import sha256_of
+from fastesm_extract.disk.verdict import REBUILD, EsmBasis, OutputVerdict, judge
 from fastesm_extract.errors import FastaError
 from fastesm_extract.extract.publish import kept_result
 from fastesm_extract.model.hub import locate_model, resolve_commit
+from fastesm_extract.model.identity import ModelIdentity, identity_of
 from fastesm_extract.model.load import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel
 from fastesm_extract.results import FileJob, FileResult
 from fastesm_extract.running.config import ModelSpec, RunConfig
@@ -39,13 +40,11 @@ def model_identity(spec: ModelSpec, settings: ExtractionSettings) -> ModelIdenti
     trunc = settings.truncation_seq_length
     model = spec.model
     if isinstance(model, LoadedModel):
-        return Provenance.of(model, trunc, settings.toks_per_batch).identity
+        return model.identity(trunc)
     if isinstance(model, torch.nn.Module):
-        config = model.config
-        name = getattr(config, "name_or_path", "") or type(model).__name__
-        return ModelIdentity(
-            model_id=name, hidden_size=int(config.hidden_size), truncation_seq_length=trunc
-        )
+        name = getattr(model.config, "name_or_path", "") or type(model).__name__
+        hidden_size = int(model.config.hidden_size)
+        return identity_of(name, hidden_size=hidden_size, truncation_seq_length=trunc, module=model)
     commit = None
     try:  # offline, a cached config or nothing, without hub retries (the load says why)
         source = locate_model(model, spec.revision)
@@ -57,42 +56,59 @@ def model_identity(spec: ModelSpec, settings: ExtractionSettings) -> ModelIdenti
             model, revision=commit or spec.revision, trust_remote_code=True, local_files_only=local
         )
         hidden_size = int(config.hidden_size)
+        return identity_of(
+            model,
+            revision=spec.revision,
+            commit_hash=commit,
+            hidden_size=hidden_size,
+            truncation_seq_length=trunc,
+        )
     except Exception:  # noqa: BLE001 - unknown without loading: the load will say why
         if model != DEFAULT_MODEL:
             return None
-        hidden_size = DEFAULT_HIDDEN_SIZE
-    return ModelIdentity(
-        model_id=model,
-        revision=spec.revision,
-        commit_hash=commit,
-        hidden_size=hidden_size,
-        truncation_seq_length=trunc,
+    return identity_of(
+        model, revision=spec.revision, hidden_size=DEFAULT_HIDDEN_SIZE, truncation_seq_length=trunc
     )
 
 
 def examine_job(
-    job: FileJob, identity: ModelIdentity, settings: ExtractionSettings
-) -> ExistingOutput:
-    """The verdict on `job.output`; BUILD when the input cannot be read (the run reports it).
+    job: FileJob,
+    identity: ModelIdentity,
+    settings: ExtractionSettings,
+    failure_log: Path | None = None,
+    lock_holder: Callable[[Path], str | None] | None = None,
+) -> OutputVerdict:
+    """The verdict on `job.output`; REBUILD when the input cannot be read (the run reports it).
+    With `failure_log`, an input remembered beside it as having no valid record is INVALID;
+    with `lock_holder`, an output another live run is computing is LOCKED.
 
-    Reads nothing when there is nothing to examine (no output, no manifest), and never
-    reads an input that is not a regular file (a pipe can be read only once: by the run).
+    Reads nothing when there is nothing to examine (no output, manifest or such record), and
+    never reads an input that is not a regular file (a pipe can be read only once: by the run).
     """
-    if not settings.overwrite and not (job.output.exists() or manifest_path(job.output).exists()):
-        return ExistingOutput(BUILD)
+    record = invalid_input_record(failure_log, job.output) if failure_log is not None else None
+    side_files = (
+        job.output,
+        manifest_path(job.output),
+        *([record] if record else []),
+        *([lock_path(job.output)] if lock_holder else []),
+    )
+    if not settings.overwrite and not any(path.exists() for path in side_files):
+        return OutputVerdict(REBUILD)
     if not _is_regular(job.fasta):
-        return ExistingOutput(BUILD)
+        return OutputVerdict(REBUILD)
     try:
-        return examine_output(
-            job,
-            identity,
-            sha256_of(job.fasta),
+        basis = EsmBasis(
+            job=job,
+            identity=identity,
+            input_sha256=sha256_of(job.fasta),
             input_ids=lambda: record_ids(read_fasta(job.fasta)),
             overwrite=settings.overwrite,
             redo_stale=settings.redo_stale,
+            invalid_record=record,
         )
+        return judge(job.output, basis, lock_holder=lock_holder)
     except (OSError, FastaError) as error:
-        return ExistingOutput(BUILD, f"cannot read the input: {error}")
+        return OutputVerdict(REBUILD, f"cannot read the input: {error}")
 
 
 def _is_regular(path: Path) -> bool:
@@ -113,8 +129,8 @@ def kept_without_model(
         return jobs, {}
     to_build, kept = [], {}
     for job in jobs:
-        existing = examine_job(job, identity, config.settings)
-        if existing.verdict == BUILD:
+        existing = examine_job(job, identity, config.settings, config.failure_log)
+        if existing.verdict == REBUILD:
             to_build.append(job)
         else:
             kept[job] = kept_result(job, existing, config.failure_log)
