@@ -7,11 +7,17 @@ import os
 import shutil
 import time
 
+from helpers import random_proteins, write_fasta
+
+from fastesm_extract import extract_files
 from fastesm_extract.disk.file_identity import (
+    IDENTITY_FIELDS,
     recorded_sha256,
     stat_identity,
     unchanged_identity,
 )
+from fastesm_extract.disk.manifest import read_manifest
+from fastesm_extract.disk.manifest_schema import Manifest
 
 
 def _record(path) -> dict:
@@ -84,3 +90,22 @@ def test_a_file_that_changed_while_hashed_gets_no_identity(tmp_path):
     _later()
     path.write_bytes(b">a\nMKW\n")
     assert unchanged_identity(before, os.stat(path)) == {}
+
+
+def test_a_run_records_the_stat_identity_of_its_input_and_output(tiny_model, tmp_path):
+    fasta = write_fasta(tmp_path / "x.fa", random_proteins(3, 5, 20, seed=1))
+    extract_files([fasta], tmp_path / "out", model=tiny_model, show_progress=False)
+    output = tmp_path / "out" / "x_ESM.pt"
+    manifest = read_manifest(output)
+    for section, path in (("input", fasta), ("output", output)):
+        status = os.stat(path)
+        assert {name: manifest[section][name] for name in ("size", "sha256", *IDENTITY_FIELDS)} == {
+            "size": status.st_size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "mtime_ns": status.st_mtime_ns,
+            "ctime_ns": status.st_ctime_ns,
+            "inode": status.st_ino,
+            "device": status.st_dev,
+        }
+        typed = getattr(Manifest.from_json(manifest), section)
+        assert recorded_sha256(path, typed) == manifest[section]["sha256"]

@@ -39,13 +39,19 @@ def unchanged_identity(before: os.stat_result, after: os.stat_result) -> dict[st
     return identity if same else {}
 
 
-def recorded_sha256(path: str | Path, recorded: Mapping | None) -> str | None:
-    """`recorded['sha256']` (a manifest's `input` or `output` section) when `path` has the
-    recorded size and stat identity now; None when it must be hashed."""
-    if not recorded or not isinstance(recorded.get("sha256"), str):
+def recorded_sha256(path: str | Path, recorded: Mapping | object | None) -> str | None:
+    """The recorded sha256 when `path` has the recorded size and stat identity now; None
+    when it must be hashed. `recorded`: a manifest's `input` or `output` section, as JSON or
+    typed (`ManifestFile`)."""
+
+    def field(name: str) -> object:
+        if isinstance(recorded, Mapping):
+            return recorded.get(name)
+        return getattr(recorded, name, None)
+
+    sha256 = field("sha256")
+    if not isinstance(sha256, str):
         return None
     status = os.stat(path)
     now = {"size": status.st_size, **stat_identity(status)}
-    if any(recorded.get(name) != value for name, value in now.items()):
-        return None
-    return recorded["sha256"]
+    return sha256 if all(field(name) == value for name, value in now.items()) else None

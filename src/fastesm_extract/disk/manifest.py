@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from fastesm_extract.disk.failures import RecordFailure
+from fastesm_extract.disk.file_identity import unchanged_identity
 from fastesm_extract.disk.layout import manifest_path
 from fastesm_extract.disk.manifest_schema import InputRead, Manifest, manifest_problems
 from fastesm_extract.disk.store import atomic_write, save_embeddings_atomic
@@ -222,7 +223,9 @@ def save_output_and_manifest(
         if not Path(output).exists():  # nothing written: nothing to mark as unfinished
             manifest_path(output).unlink(missing_ok=True)
         raise
-    write_manifest(output, {**manifest, "output": file_identity(output)})
+    before = os.stat(output)  # its identity, kept only if unchanged while it was hashed
+    described = file_identity(output) | unchanged_identity(before, os.stat(output))
+    write_manifest(output, {**manifest, "output": described})
 
 
 def read_manifest_json(output: str | Path) -> object | None:

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from fastesm_extract.disk.file_identity import IDENTITY_FIELDS
+
 _TEXT, _NUMBER, _TEXT_OR_NONE, _TEXTS = "text", "integer", "text or null", "list of texts"
 _NUMBERS = "list of integers"
 # The fields runs and `verify` read, with the type each must have when present; fields not
@@ -16,8 +18,14 @@ _FIELD_TYPES: dict[str, str | dict[str, str]] = {
     "state": _TEXT,
     "started": _TEXT,
     "finished": _TEXT,
-    "input": {"path": _TEXT, "absolute_path": _TEXT, "size": _NUMBER, "sha256": _TEXT},
-    "output": {"size": _NUMBER, "sha256": _TEXT},
+    "input": {
+        "path": _TEXT,
+        "absolute_path": _TEXT,
+        "size": _NUMBER,
+        "sha256": _TEXT,
+        **dict.fromkeys(IDENTITY_FIELDS, _NUMBER),
+    },
+    "output": {"size": _NUMBER, "sha256": _TEXT, **dict.fromkeys(IDENTITY_FIELDS, _NUMBER)},
     "records": {
         "read": _NUMBER,
         "embedded": _NUMBER,
@@ -81,17 +89,27 @@ def manifest_problems(content: object) -> list[str]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ManifestInput:
-    path: str | None = None
-    absolute_path: str | None = None
+class ManifestFile:
+    """A file a manifest names: its size and hash, and its stat identity when they were
+    taken (absent in older manifests; file_identity.py)."""
+
     size: int | None = None
     sha256: str | None = None
+    mtime_ns: int | None = None
+    ctime_ns: int | None = None
+    inode: int | None = None
+    device: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class ManifestOutput:
-    size: int | None = None
-    sha256: str | None = None
+class ManifestInput(ManifestFile):
+    path: str | None = None
+    absolute_path: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManifestOutput(ManifestFile):
+    pass
 
 
 @dataclass(frozen=True, kw_only=True)
