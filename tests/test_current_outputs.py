@@ -30,14 +30,14 @@ def test_the_manifest_vouches_for_the_bytes_parsed_not_the_bytes_hashed_first(
     write_fasta(fasta, old)
     out = tmp_path / "out"
     run(tiny_model, [fasta], out, truncation_seq_length=8)  # an output exists: hashed first
-    hash_only = claim.sha256_of
+    hash_only = claim.known_input_sha256  # recorded (unchanged since), else hashed
 
-    def hash_then_change(path):
-        digest = hash_only(path)
+    def hash_then_change(job):
+        digest = hash_only(job)
         write_fasta(fasta, new)  # the file changes between hashing and parsing
         return digest
 
-    monkeypatch.setattr(claim, "sha256_of", hash_then_change)
+    monkeypatch.setattr(claim, "known_input_sha256", hash_then_change)
     summary = run(tiny_model, [fasta], out, redo_stale=True)
     monkeypatch.undo()
     assert summary.count("written") == 1

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from fastesm_extract.disk.fasta import FastaContents, read_fasta
 from fastesm_extract.disk.locks import OutputLocks
-from fastesm_extract.disk.manifest import sha256_of
 from fastesm_extract.disk.resume import BUILD, ExistingOutput
 from fastesm_extract.disk.store import remove_leftover_temporaries
+from fastesm_extract.disk.verdict import known_input_sha256
 from fastesm_extract.extract.handoff import Claim
 from fastesm_extract.extract.prepare import can_skip_reading
 from fastesm_extract.extract.publish import kept_result
@@ -44,7 +44,7 @@ def claim_output(
         return
     # One read per input: hashed while parsed, unless only the hash may be needed.
     contents = None if can_skip_reading(job) else read_fasta(job.fasta)
-    input_sha256 = contents.sha256 if contents else sha256_of(job.fasta)
+    input_sha256 = contents.sha256 if contents else known_input_sha256(job)
     # Examined before locking: finished outputs are skipped without taking a lock.
     if (existing := examine(job, input_sha256, contents)).verdict != BUILD:
         yield kept_result(job, existing, failure_log)

@@ -25,11 +25,16 @@ from fastesm_extract.disk.layout import invalid_input_record
 from fastesm_extract.disk.locks import LockError, OutputLocks
 from fastesm_extract.disk.manifest import (
     Provenance,
-    sha256_of,
     utc_now,
 )
 from fastesm_extract.disk.store import load_embeddings
-from fastesm_extract.disk.verdict import CURRENT, EsmBasis, OutputVerdict, judge
+from fastesm_extract.disk.verdict import (
+    CURRENT,
+    EsmBasis,
+    OutputVerdict,
+    judge,
+    known_input_sha256,
+)
 from fastesm_extract.errors import FastaError, OutputError
 from fastesm_extract.extract.claim import claim_output
 from fastesm_extract.extract.compute import assemble_output, compute_file
@@ -217,7 +222,7 @@ class Extractor:
     def _recheck_locked(self, result: FileResult) -> FileResult:
         """A file another run was computing: finished by now (SKIPPED) or still LOCKED."""
         try:
-            existing = self._examine(result.job, sha256_of(result.job.fasta))
+            existing = self._examine(result.job, known_input_sha256(result.job))
         except OSError:
             return result
         if existing.verdict != CURRENT:

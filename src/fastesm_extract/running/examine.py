@@ -18,8 +18,13 @@ import torch
 
 from fastesm_extract.disk.fasta import read_fasta, record_ids
 from fastesm_extract.disk.layout import invalid_input_record, lock_path, manifest_path
-from fastesm_extract.disk.manifest import sha256_of
-from fastesm_extract.disk.verdict import REBUILD, EsmBasis, OutputVerdict, judge
+from fastesm_extract.disk.verdict import (
+    REBUILD,
+    EsmBasis,
+    OutputVerdict,
+    judge,
+    known_input_sha256,
+)
 from fastesm_extract.errors import FastaError
 from fastesm_extract.extract.publish import kept_result
 from fastesm_extract.model.hub import locate_model, resolve_commit
@@ -100,7 +105,7 @@ def examine_job(
         basis = EsmBasis(
             job=job,
             identity=identity,
-            input_sha256=sha256_of(job.fasta),
+            input_sha256=known_input_sha256(job),
             input_ids=lambda: record_ids(read_fasta(job.fasta)),
             overwrite=settings.overwrite,
             redo_stale=settings.redo_stale,
