@@ -14,6 +14,7 @@ import fastesm_extract.disk.store as store
 from fastesm_extract import FAILURE_LOG_NAME, InputError, extract_files, load_embeddings
 from fastesm_extract.cli.main import main
 from fastesm_extract.disk.failures import unescape
+from fastesm_extract.disk.layout import INVALID_INPUTS_FOLDER
 from fastesm_extract.errors import EXIT_USAGE
 
 MESSY = (
@@ -100,14 +101,16 @@ def test_unusable_files_fail_alone_with_a_clear_message(
     assert [(f[2], f[3]) for f in lines if f[2] == "-"] == [("-", "unreadable_file")]
     stem = name.split(".")[0]
     assert not (tmp_path / "out" / f"{stem}_ESM.pt").exists()
-    # Records that are all invalid input leave a "failed" manifest (no output), so that a
-    # rerun reports them without logging them again; other unusable files leave nothing.
-    remembered = [f"{stem}_ESM.pt.json"] if name == "only_bad.fa" else []
+    # Records that are all invalid input leave a "failed" manifest (no output) in a hidden
+    # folder beside the failure log, never beside the input, so that a rerun reports them
+    # without logging them again; other unusable files leave nothing.
+    remembered = [INVALID_INPUTS_FOLDER] if name == "only_bad.fa" else []
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         [FAILURE_LOG_NAME, "good_ESM.pt", "good_ESM.pt.json", *remembered]
     )
-    for manifest in remembered:
-        assert json.loads((tmp_path / "out" / manifest).read_text())["state"] == "failed"
+    for folder in remembered:
+        (manifest,) = (tmp_path / "out" / folder).iterdir()
+        assert json.loads(manifest.read_text())["state"] == "failed"
 
 
 def test_a_folder_without_fasta_is_a_usage_error(tmp_path, capsys):

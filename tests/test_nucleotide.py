@@ -78,7 +78,10 @@ def test_the_dna_side_of_the_pair_fails_as_a_file_saying_so(
     log_lines = (out / "extraction_failures.log").read_text().splitlines()
     n_records = read_fasta(nucleotide).n_read
     kinds = [line.split("\t")[3] for line in log_lines]
-    assert kinds.count("nucleotide_sequence") == n_records and n_records >= 4
+    # Each record, then the whole file (`-`), under the kind that says what it is.
+    assert kinds == ["nucleotide_sequence"] * (n_records + 1) and n_records >= 4
+    assert log_lines[-1].split("\t")[2] == "-" and "DNA side of the pair" in log_lines[-1]
+    assert not list(out.glob("output_1_nucleotide*"))  # nothing named like its output
 
 
 def test_a_dna_record_among_proteins_fails_alone(tiny_checkpoint, tmp_path, capsys):

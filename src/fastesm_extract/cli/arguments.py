@@ -179,6 +179,16 @@ def add_audit_arguments(commands) -> None:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments `extract` and `plan` share."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="FASTA files or folders")
+    for flag, what in (("include", "only the FASTA files"), ("exclude", "no FASTA file")):
+        parser.add_argument(
+            f"--{flag}",
+            action="append",
+            default=[],
+            metavar="GLOB",
+            help=f"in folders, take {what} whose name or path relative to the folder matches "
+            "GLOB (repeatable; quote it: --exclude '*_nucleotide.fa'); files named as INPUT "
+            "are always taken",
+        )
     parser.add_argument(
         "-o",
         "--output-dir",

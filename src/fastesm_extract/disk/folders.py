@@ -3,8 +3,10 @@ data folders in) with loop protection: each real folder is searched once."""
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 log = logging.getLogger("fastesm_extract")
@@ -44,3 +46,18 @@ def files_under(folder: str | Path) -> list[Path]:
             except OSError as error:
                 log.warning("%s cannot be read: %s", path, error.strerror or error)
     return sorted(found)
+
+
+def selected(path: Path, folder: Path, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """True when `path`, found under `folder`, is taken: it matches an `include` glob (when
+    any is given) and no `exclude` glob.
+
+    A glob matches the file's name (`*_nucleotide.fa`) or its path relative to `folder`
+    (`host/*.fa`), case-sensitively, as `fnmatch` does (so `*` also crosses a `/`).
+    """
+    names = (path.name, path.relative_to(folder).as_posix())
+
+    def matches(globs: Sequence[str]) -> bool:
+        return any(fnmatch.fnmatchcase(name, glob) for glob in globs for name in names)
+
+    return (not include or matches(include)) and not matches(exclude)

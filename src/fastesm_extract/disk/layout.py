@@ -4,11 +4,13 @@ x.fa[.gz] -> x_ESM.pt -> x_ESM.pt.json (manifest), x_ESM.pt.lock (lock),
              .tmp-x_ESM.pt.<random>.part (temporary while writing)
 big.fa --split-every N -> OUTDIR/parts/output_K.fa -> OUTDIR/output_K_ESM.pt
 x_DNABERT_S.pt + x_ESM.pt -> x_merged.pt
+an input with no valid record -> LOGDIR/.fastesm_invalid_inputs/<hash of its output path>.json
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import re
 from pathlib import Path
 
@@ -21,6 +23,7 @@ TEMP_PREFIX, TEMP_SUFFIX = ".tmp-", ".part"
 DNABERT_S_SUFFIX = "_DNABERT_S.pt"
 MERGED_SUFFIX = "_merged.pt"
 FAILURE_LOG_NAME = "extraction_failures.log"
+INVALID_INPUTS_FOLDER = ".fastesm_invalid_inputs"  # beside the failure log
 PARTS_FOLDER = "parts"
 PART_PREFIX = "output_"
 PART_NAME = re.compile(r"output_(\d+)\.fa")
@@ -88,6 +91,14 @@ def _beside(path: str | Path, suffix: str) -> Path:
 def manifest_path(output: str | Path) -> Path:
     """`x_ESM.pt` -> `x_ESM.pt.json`."""
     return _beside(output, MANIFEST_SUFFIX)
+
+
+def invalid_input_record(failure_log: str | Path, output: str | Path) -> Path:
+    """Where a run remembers that the input of `output` has no valid record: in a hidden
+    folder beside the failure log holding its lines, never beside the input (no file named
+    like an output appears there), one file per output path."""
+    key = hashlib.sha256(str(Path(output).resolve()).encode()).hexdigest()[:32]
+    return Path(failure_log).parent / INVALID_INPUTS_FOLDER / f"{key}.json"
 
 
 def lock_path(output: str | Path) -> Path:

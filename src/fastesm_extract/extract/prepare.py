@@ -38,17 +38,25 @@ def refuse_unknown_letters(contents: FastaContents, alphabet: EsmAlphabet) -> Fa
     return dataclasses.replace(contents, records=kept, failures=failures)
 
 
+def nucleotide_file_message(path: object) -> str:
+    """What a file of nucleotide records is, and the way out; every message about one says it."""
+    return (
+        f"{path} holds nucleotide sequences, not proteins: it looks like the DNA side of the "
+        "pair (give the protein FASTA, e.g. the six-frame translations; --exclude GLOB leaves "
+        "such files of a folder out)"
+    )
+
+
 class NoUsableRecordsError(FastaError):
-    """Every record of the file failed; `contents` holds their failures."""
+    """Every record of the file failed; `contents` holds their failures, `kind` the file's
+    failure kind (`nucleotide_sequence` when every record is DNA/RNA)."""
 
     def __init__(self, contents: FastaContents) -> None:
         failures = contents.failures
         message = f"{contents.path} has no usable records ({len(failures)} failed)"
+        self.kind = FailureKind.UNREADABLE_FILE
         if failures and all(failure.kind == NUCLEOTIDE for failure in failures):
-            message = (
-                f"{contents.path} holds nucleotide sequences, not proteins: it looks like the "
-                "DNA side of the pair (give the protein FASTA, e.g. the six-frame translations)"
-            )
+            message, self.kind = nucleotide_file_message(contents.path), NUCLEOTIDE
         super().__init__(message)
         self.contents = contents
 

@@ -11,23 +11,27 @@ from pathlib import Path
 
 from fastesm_extract.disk.failures import (
     WHOLE_FILE,
+    FailureKind,
     FailureLog,
     RecordFailure,
     is_input_failure,
 )
 from fastesm_extract.disk.fasta import FastaContents
+from fastesm_extract.disk.invalid_inputs import (
+    forget_failed_manifest_beside,
+    remember_invalid_input,
+)
+from fastesm_extract.disk.layout import invalid_input_record
 from fastesm_extract.disk.manifest import (
     FAILED_INPUT,
-    ManifestError,
     Provenance,
     build_manifest,
-    load_manifest,
     save_output_and_manifest,
-    write_manifest,
 )
 from fastesm_extract.disk.manifest_schema import InputRead
 from fastesm_extract.disk.resume import FINISHED, INVALID, ExistingOutput
 from fastesm_extract.extract.handoff import FileOutput
+from fastesm_extract.extract.prepare import nucleotide_file_message
 from fastesm_extract.results import FAILED, SKIPPED, WRITTEN, FileJob, FileResult, Status
 
 log = logging.getLogger("fastesm_extract")
@@ -114,10 +118,15 @@ def file_failed(
 
 
 def record_invalid_input(
-    job: FileJob, contents: FastaContents, provenance: Provenance, started: str
+    job: FileJob,
+    contents: FastaContents,
+    provenance: Provenance,
+    started: str,
+    failure_log: Path,
 ) -> None:
-    """Remember that none of this input's records is valid (a "failed" manifest, no output),
-    so that a rerun reports it again without logging every record again.
+    """Remember, beside `failure_log`, that none of this input's records is valid (a
+    "failed" manifest; no output, nothing beside the input), so that a rerun reports it
+    again without logging every record again.
 
     Only where no output exists: an output of an earlier input stays with its own manifest
     (and is rebuilt, failing again, while the input stays invalid)."""
@@ -125,22 +134,20 @@ def record_invalid_input(
         return
     if not all(is_input_failure(f.kind) for f in contents.failures):
         return
+    manifest = build_manifest(
+        provenance,
+        contents.source,
+        contents.n_read,
+        0,
+        contents.failures,
+        started,
+        state=FAILED_INPUT,
+    )
     try:
-        existing = load_manifest(job.output)
-        if existing is not None and existing.state != FAILED_INPUT:
-            return
-        manifest = build_manifest(
-            provenance,
-            contents.source,
-            contents.n_read,
-            0,
-            contents.failures,
-            started,
-            state=FAILED_INPUT,
-        )
-        write_manifest(job.output, manifest)
-    except (OSError, ManifestError) as error:  # only a convenience: never fails the file
-        log.warning("%s: cannot record that its input is invalid: %s", job.output, error)
+        forget_failed_manifest_beside(job.output)  # where earlier versions kept it
+        remember_invalid_input(invalid_input_record(failure_log, job.output), manifest)
+    except OSError as error:  # only a convenience: never fails the file
+        log.warning("%s: cannot record that its input is invalid: %s", job.fasta, error)
 
 
 def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> FileResult:
@@ -151,6 +158,12 @@ def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> Fi
             f"none of its {existing.n_read} records is valid input (unchanged since they were "
             f"logged in {failure_log}): no output"
         )
+        kinds = existing.invalid_kinds
+        if kinds and all(kind == FailureKind.NUCLEOTIDE_SEQUENCE for kind in kinds):
+            message = (
+                f"{nucleotide_file_message(job.fasta)}; unchanged since its {existing.n_read} "
+                f"records were logged in {failure_log}: no output"
+            )
         log.error("%s: %s", job.fasta, message)
         n = existing.n_invalid
         return FileResult(

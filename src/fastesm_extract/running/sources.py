@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from fastesm_extract.disk.folders import files_under
+from fastesm_extract.disk.folders import files_under, selected
 from fastesm_extract.disk.layout import (
     PART_OUTPUT_NAME,
     is_fasta_name,
@@ -30,10 +31,14 @@ log = logging.getLogger("fastesm_extract")
 
 
 def file_jobs(
-    inputs: list[str | Path], output_dir: str | Path | None, failure_log: Path
+    inputs: list[str | Path],
+    output_dir: str | Path | None,
+    failure_log: Path,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> list[FileJob]:
     """Files and folders -> jobs (see `plan_jobs`), none writing over an input."""
-    jobs = plan_jobs(list(inputs), output_dir)
+    jobs = plan_jobs(list(inputs), output_dir, include, exclude)
     refuse_writing_over_inputs(
         [job.fasta for job in jobs],
         [failure_log, *(path for job in jobs for path in (job.output, manifest_path(job.output)))],
@@ -109,21 +114,39 @@ class SplitSource:
         stale.unlink(missing_ok=True)
 
 
-def plan_jobs(inputs: list[str | Path], output_dir: str | Path | None = None) -> list[FileJob]:
+def plan_jobs(
+    inputs: list[str | Path],
+    output_dir: str | Path | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> list[FileJob]:
     """Expand files and folders (searched recursively for .fa/.faa/.fasta[.gz], symlinked
-    sub-folders followed) into jobs.
+    sub-folders followed) into jobs. The FASTA files found in a folder are filtered by the
+    `include` and `exclude` globs (`folders.selected`); files given by name always count.
 
-    Raises `InputError` for a missing path, a folder without FASTA files, or two inputs that
-    would write the same output.
+    Raises `InputError` for a missing path, a folder without FASTA files (or none left by
+    the globs), or two inputs that would write the same output.
     """
     out = Path(output_dir) if output_dir is not None else None
     jobs: list[FileJob] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = [p for p in files_under(path) if is_fasta_name(p)]
-            if not found:
+            fasta = [p for p in files_under(path) if is_fasta_name(p)]
+            if not fasta:
                 raise InputError(f"{path} is a folder with no .fa/.faa/.fasta(.gz) files")
+            found = [p for p in fasta if selected(p, path, include, exclude)]
+            if not found:
+                raise InputError(
+                    f"{path}: --include/--exclude leave out all its {len(fasta)} FASTA files"
+                )
+            if len(found) < len(fasta):
+                log.info(
+                    "%s: %d of %d FASTA files left out by --include/--exclude",
+                    path,
+                    len(fasta) - len(found),
+                    len(fasta),
+                )
             jobs.extend(FileJob(p, output_path_for(p, out, path)) for p in found)
         elif path.exists():
             jobs.append(FileJob(path, output_path_for(path, out, None)))
