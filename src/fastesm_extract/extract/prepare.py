@@ -134,6 +134,12 @@ def looks_like_nucleotides(sequence: bytes) -> bool:
     return len(sequence) >= MIN_LENGTH and not sequence.translate(None, _NUCLEOTIDE_LETTERS)
 
 
+def holds_only_nucleotides(contents: FastaContents) -> bool:
+    """True when a run refuses the file as nucleotide: every record looks like DNA/RNA."""
+    failures = refuse_nucleotide_records(contents).failures
+    return len(failures) == contents.n_read > 0 and all(f.kind == NUCLEOTIDE for f in failures)
+
+
 def refuse_nucleotide_records(contents: FastaContents) -> FastaContents:
     """`contents` with every nucleotide-looking record moved to the failures."""
     kept: list[ProteinRecord] = []
