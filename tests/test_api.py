@@ -3,7 +3,7 @@ a finished output is returned without running, or even loading, the model."""
 
 import pytest
 import torch
-from helpers import random_proteins, write_fasta
+from helpers import random_proteins, says, sha256_hex, write_fasta
 
 import fastesm_extract.api.files as api
 import fastesm_extract.extract.pipeline as pipeline
@@ -14,12 +14,12 @@ from fastesm_extract.disk.manifest import (
     Provenance,
     build_manifest,
     read_manifest,
-    sha256_of,
     utc_now,
     write_manifest,
 )
 from fastesm_extract.disk.manifest_schema import InputRead
 from fastesm_extract.disk.store import save_embeddings_atomic
+from fastesm_extract.errors import StaleOutputError
 from fastesm_extract.model.load import DEFAULT_MODEL
 
 
@@ -98,28 +98,35 @@ def test_the_default_model_is_not_loaded_for_a_finished_output(
         toks_per_batch=2048,
     )
     n = len(records)
-    source = InputRead(path=fasta, size=fasta.stat().st_size, sha256=sha256_of(fasta))
+    source = InputRead(path=fasta, size=fasta.stat().st_size, sha256=sha256_hex(fasta))
     manifest = build_manifest(provenance, source, n, n, [], utc_now())
     write_manifest(out, manifest)
     assert same(extract_fast_esm(fasta, out), (records, data))
 
-    # Another setting: stale, kept and reported (as the CLI does), still without loading.
-    with caplog.at_level("WARNING"):
-        assert same(extract_fast_esm(fasta, out, truncation_seq_length=30), (records, data))
-    assert "is stale" in caplog.text and "truncation_seq_length 1024 != 30" in caplog.text
+    # Another setting: stale, kept; the drop-in refuses to hand its features on as this
+    # setting's (issue 27 item 3), names why and the way out, still without loading.
+    with pytest.raises(StaleOutputError, match="redo_stale=True") as refused:
+        extract_fast_esm(fasta, out, truncation_seq_length=30)
+    assert says(str(refused.value), "truncation_seq_length 1024 != 30")
+    with caplog.at_level("WARNING"):  # taken on purpose
+        kept = extract_fast_esm(fasta, out, truncation_seq_length=30, accept_stale=True)
+        assert same(kept, (records, data))
+    assert "is stale" in caplog.text and says(caplog.text, "truncation_seq_length 1024 != 30")
 
     # Rebuilding needs the model: redo_stale or overwrite load it.
     for options in ({"truncation_seq_length": 30, "redo_stale": True}, {"overwrite": True}):
         with pytest.raises(AssertionError, match="was loaded"):
             extract_fast_esm(fasta, out, **options)
-    # An output of another size (ESM2-3B's 2560, no manifest) is stale too: kept and
-    # returned without loading; only redo_stale rebuilds it.
+    # An output of another size (ESM2-3B's 2560, no manifest) is stale too: kept, refused
+    # (returned only with accept_stale) without loading; only redo_stale rebuilds it.
     other = [torch.randn(2560) for _ in records]
     save_embeddings_atomic(out, records, other)
     manifest_path(out).unlink()
+    with pytest.raises(StaleOutputError, match="2560 dimensions, this model gives 1280"):
+        extract_fast_esm(fasta, out)
     with caplog.at_level("WARNING"):
-        assert same(extract_fast_esm(fasta, out), (records, other))
-    assert "2560 dimensions, this model gives 1280" in caplog.text
+        assert same(extract_fast_esm(fasta, out, accept_stale=True), (records, other))
+    assert says(caplog.text, "2560 dimensions, this model gives 1280")
     with pytest.raises(AssertionError, match="was loaded"):
         extract_fast_esm(fasta, out, redo_stale=True)
 
@@ -131,9 +138,13 @@ def test_stale_invalid_and_overwritten_outputs_follow_the_cli_rules(
     log = tmp_path / "f.log"
     first = extract_fast_esm(fasta, out, model=tiny_model, failure_log=log)
 
-    # Stale (another truncation): kept and returned, not recomputed.
+    # Stale (another truncation): kept and refused unless accepted, not recomputed.
+    with pytest.raises(StaleOutputError, match="accept_stale=True"):
+        extract_fast_esm(fasta, out, tiny_model, truncation_seq_length=20, failure_log=log)
     with caplog.at_level("WARNING"):
-        kept = extract_fast_esm(fasta, out, tiny_model, truncation_seq_length=20, failure_log=log)
+        kept = extract_fast_esm(
+            fasta, out, tiny_model, truncation_seq_length=20, failure_log=log, accept_stale=True
+        )
     assert same(kept, first) and len(computed) == 1
     assert "is stale" in caplog.text
     # ... rebuilt with redo_stale: the manifest now records the new setting.
@@ -166,3 +177,20 @@ def test_without_out_file_the_model_always_runs(tiny_model, fasta, tmp_path, com
     extract_fast_esm(fasta, model=tiny_model, failure_log=tmp_path / "f.log")
     extract_fast_esm(fasta, model=tiny_model, failure_log=tmp_path / "f.log")
     assert len(computed) == 2
+
+
+def test_embed_sequences_fails_bad_pairs_alone_never_raising(tiny_model):
+    from fastesm_extract import embed_sequences
+
+    pairs = [("a", "MKV"), ("b", None), ("c", 5), ("d", "MKLL"), ("e",), None]
+    result = embed_sequences(pairs, tiny_model)
+    alone = embed_sequences([("a", "MKV"), ("d", "MKLL")], tiny_model)
+    assert result.ids == ["a", "d"]
+    assert torch.equal(result.embeddings, alone.embeddings)
+    kinds = [(failure.record_id, str(failure.kind)) for failure in result.failures]
+    assert kinds == [
+        ("b", "empty_sequence"),
+        ("c", "invalid_character"),
+        ("-", "invalid_header"),  # ("e",): no sequence
+        ("-", "invalid_header"),  # None: no pair at all
+    ]

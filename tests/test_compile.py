@@ -8,6 +8,7 @@ use dynamo's "eager" backend: which graphs get compiled is dynamo's decision, no
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -293,3 +294,52 @@ def test_cli_compile_with_workers_loads_graphs_from_the_shared_cache(
         assert manifest(tmp_path / "o" / name)["model"]["compiled"] is True
     assert cache_entries(warm_cache) == entries
     assert not (tmp_path / "inherited" / "fxgraph").exists()
+
+
+def _refuse_loading(monkeypatch):
+    import fastesm_extract.running.config as config
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(config, "load_model", refuse)
+
+
+def test_a_compile_cache_that_is_a_file_is_a_usage_error_before_the_model_loads(
+    tiny_checkpoint, one_bucket_files, tmp_path, monkeypatch, capsys
+):
+    _refuse_loading(monkeypatch)
+    cache = tmp_path / "cache"
+    cache.write_text("not a folder")
+    argv = ["extract", str(one_bucket_files), "-o", str(tmp_path / "out"), "--device", "cpu"]
+    argv += ["--model", str(tiny_checkpoint), "--compile", "--compile-cache", str(cache)]
+    assert main(argv) == EXIT_USAGE
+    assert f"--compile-cache {cache} is a file: give a folder" in capsys.readouterr().err
+    assert cache.read_text() == "not a folder" and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("mode, refused", [(0o777, True), (0o1777, False), (0o755, False)])
+def test_a_compile_cache_writable_by_all_is_refused_unless_sticky(tmp_path, mode, refused):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    os.chmod(cache, mode)
+    if refused:
+        with pytest.raises(InputError, match="is writable by every user"):
+            resolve_config(device="cpu", compile=True, compile_cache=cache)
+    else:
+        config = resolve_config(device="cpu", compile=True, compile_cache=cache)
+        assert config.settings.compile_cache == str(cache.resolve())
+
+
+def test_a_compile_cache_of_another_user_is_refused(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    if os.geteuid() == 0:  # root can give it away for real
+        os.chown(cache, 65534, 65534)
+    else:  # as if the process ran as another user than the folder's owner
+        me = os.geteuid()
+        monkeypatch.setattr(os, "geteuid", lambda: me + 1)
+    with pytest.raises(InputError, match=r"is owned by another user \(uid \d+\)"):
+        resolve_config(device="cpu", compile=True, compile_cache=cache)
+    missing = tmp_path / "new" / "cache"  # made by the run, as its own: fine
+    assert resolve_config(device="cpu", compile=True, compile_cache=missing).settings.compile_cache

@@ -7,13 +7,13 @@ import shutil
 
 import pytest
 import torch
-from helpers import random_proteins, write_fasta
+from helpers import random_proteins, says, sha256_hex, write_fasta
 
 import fastesm_extract.extract.claim as claim
 import fastesm_extract.running.config as config
 from fastesm_extract import extract_files
 from fastesm_extract.cli.main import main
-from fastesm_extract.disk.manifest import read_manifest, sha256_of
+from fastesm_extract.disk.manifest import read_manifest
 from fastesm_extract.disk.store import load_embeddings, save_embeddings_atomic
 
 
@@ -45,7 +45,7 @@ def test_the_manifest_vouches_for_the_bytes_parsed_not_the_bytes_hashed_first(
     proteins, _ = load_embeddings(output)
     manifest = read_manifest(output)
     assert proteins == [record_id for record_id, _ in new]
-    assert manifest["input"]["sha256"] == sha256_of(fasta)  # the new bytes, as parsed
+    assert manifest["input"]["sha256"] == sha256_hex(fasta)  # the new bytes, as parsed
     assert manifest["input"]["size"] == fasta.stat().st_size
     # The old file back: its output is not current, so it is rebuilt, never skipped.
     write_fasta(fasta, old)
@@ -117,7 +117,7 @@ def test_a_rerun_with_nothing_to_do_never_loads_the_model(finished_folder, monke
     # Another batch budget (README's GPU advice followed late) changes nothing: still current.
     for extra in ([], ["--toks-per-batch", "8192"]):
         assert main([*argv, "--device", "cpu", *extra]) == 0
-        assert "0 written, 2 skipped" in capsys.readouterr().err
+        assert says(capsys.readouterr().err, "0 written, 2 skipped")
 
 
 def test_stale_outputs_fail_the_run_until_rebuilt_or_accepted(finished_folder, capsys):
@@ -126,13 +126,13 @@ def test_stale_outputs_fail_the_run_until_rebuilt_or_accepted(finished_folder, c
     trunc = ["--device", "cpu", "--truncation-seq-length", "12"]
     assert main([*argv, *trunc]) == 1
     err = capsys.readouterr().err
-    assert "2 stale outputs kept, NOT current" in err
+    assert says(err, "2 stale outputs kept, NOT current")
     assert "--redo-stale rebuilds them, --accept-stale accepts them" in err
-    assert "truncation_seq_length 1024 != 12" in err
+    assert says(err, "truncation_seq_length 1024 != 12")
     assert {p.name: p.read_bytes() for p in out.glob("*_ESM.pt")} == before  # never destroyed
     assert main([*argv, *trunc, "--accept-stale"]) == 0
     assert main([*argv, *trunc, "--redo-stale"]) == 0
-    assert "2 written" in capsys.readouterr().err
+    assert says(capsys.readouterr().err, "2 written")
     assert main([*argv, *trunc]) == 0
 
 
@@ -177,13 +177,14 @@ def test_plan_says_what_a_run_would_do_without_loading_the_model(
     assert len(rows) == 3
     for name, action in expected.items():
         assert any(r.startswith(action) and f"{out / name}" in r for r in rows), (name, rows)
-    assert "1 rebuild, 1 skip, 1 write" in captured.err and "not loaded" in captured.err
+    assert says(captured.err, "1 rebuild, 1 skip, 1 write") and "not loaded" in captured.err
     data = json.loads(plan_json.read_text())
-    assert {e["output"]: e["action"] for e in data["files"]} == {
+    assert data["files"] == {"rebuild": 1, "skip": 1, "write": 1}  # counted, as a run's
+    assert {e["output"]: e["action"] for e in data["plan"]["files"]} == {
         str(out / name): action for name, action in expected.items()
     }
     assert data["exit_status"] == 0
-    sizes = {entry["output"]: entry["output_bytes"] for entry in data["files"]}
+    sizes = {entry["output"]: entry["output_bytes"] for entry in data["plan"]["files"]}
     assert sizes[str(out / "output_3_ESM.pt")] == 7 * (32 * 4 + 160)
     # Another truncation: the finished output is stale; plan exits as the run would.
     assert main(["plan", *argv[1:], "--truncation-seq-length", "9"]) == 1
@@ -245,7 +246,8 @@ def test_plan_names_outputs_another_run_holds_and_this_shards_share(
     try:
         plan_json = tmp_path / "plan.json"
         status = main(["plan", *argv[1:], "--summary-json", str(plan_json)])
-        actions = {e["output"]: e["action"] for e in json.loads(plan_json.read_text())["files"]}
+        planned = json.loads(plan_json.read_text())["plan"]["files"]
+        actions = {e["output"]: e["action"] for e in planned}
         assert actions[str(out / "output_3_ESM.pt")] == "locked" and status == 1
         assert "held by" in capsys.readouterr().out
         assert main(["plan", *argv[1:], "--shard", "2/2"]) == 0  # output_2 and output_4
@@ -253,3 +255,24 @@ def test_plan_names_outputs_another_run_holds_and_this_shards_share(
         assert "(shard 2/2: 2 of 5 files)" in err  # every 2nd file of the sorted list
     finally:
         locks.close()
+
+
+def test_an_input_edited_to_hold_no_valid_record_loses_its_old_output(tiny_model, tmp_path):
+    fasta, out = tmp_path / "x.fa", tmp_path / "out"
+    write_fasta(fasta, random_proteins(3, 5, 20, seed=5))
+    assert run(tiny_model, [fasta], out).ok
+    old_ids = [record_id for record_id, _ in random_proteins(3, 5, 20, seed=5)]
+    dna = tmp_path / "x_DNABERT_S.pt"
+    items = [{"label": i, "mean_representation": [0.5] * 768} for i in old_ids]
+    torch.save({"nucleotide": old_ids, "data": items}, dna)
+    fasta.write_text(">r1\nMK1\n>r2\nMK2\n")  # every record invalid now
+
+    summary = run(tiny_model, [fasta], out)
+
+    assert not summary.ok and summary.count("failed") == 1
+    assert not (out / "x_ESM.pt").exists() and not (out / "x_ESM.pt.json").exists()
+    again = run(tiny_model, [fasta], out)  # reported again, nothing brought back
+    assert again.count("failed") == 1 and not (out / "x_ESM.pt").exists()
+    merged = tmp_path / "x_merged.pt"
+    assert main(["merge", str(dna), str(out / "x_ESM.pt"), "-o", str(merged)]) == 2
+    assert not merged.exists()  # merge has no old ESM file to take for this input's

@@ -8,7 +8,7 @@ amino-acid frequencies: none of them may be taken for DNA.
 import random
 
 from Bio.Seq import Seq
-from helpers import write_fasta
+from helpers import says, write_fasta
 
 from fastesm_extract.cli.main import main
 from fastesm_extract.disk.fasta import read_fasta
@@ -61,7 +61,7 @@ def test_dna_rna_and_masked_chunks_are_recognised_short_peptides_are_not():
     assert looks_like_nucleotides(b"ACGT" * 5)
     assert looks_like_nucleotides(b"ACGUNNACGUACGUACGUAC")  # RNA with Ns
     assert not looks_like_nucleotides(b"ACGT" * 4)  # 16 letters: a peptide may be that
-    assert not looks_like_nucleotides(b"ACGT" * 10 + b"K")
+    assert not looks_like_nucleotides(b"ACGT" * 10 + b"E")  # E: an amino acid, no base code
     assert MIN_LENGTH == 20
 
 
@@ -98,4 +98,34 @@ def test_a_dna_record_among_proteins_fails_alone(tiny_checkpoint, tmp_path, caps
     assert line[2:4] == ["chunk", "nucleotide_sequence"] and "looks like DNA/RNA" in line[4]
     # An input reason: reported again on a rerun, not retried; accepted with --accept-invalid.
     assert main([*argv, "--device", "cpu", "--accept-invalid"]) == 0
-    assert "1 failed (1 invalid input (accepted))" in capsys.readouterr().err
+    assert says(capsys.readouterr().err, "1 failed (1 invalid input (accepted))")
+
+
+def test_dna_with_a_few_ambiguity_codes_gaps_or_an_x_is_recognised():
+    chunk = "ATGGCGTTACCGGATTACAGGCTTAACGGATCCATG"  # 36 bases
+    assert looks_like_nucleotides(chunk.replace("G", "R", 1).replace("T", "Y", 1).encode())
+    assert looks_like_nucleotides((chunk[:10] + "KM" + chunk[12:]).encode())  # 2 in 36
+    assert looks_like_nucleotides((chunk[:12] + "---" + chunk[12:] + "..").encode())  # gaps
+    assert looks_like_nucleotides((chunk[:20] + "X" + chunk[21:]).encode())
+    assert looks_like_nucleotides(b"ACGT" * 10 + b"K")  # K: G or T
+    assert looks_like_nucleotides(("ACGTRYKMSW" + "ACGT" * 20).encode())  # 6 codes in 90
+    assert not looks_like_nucleotides(("ACGTRYKMSW" * 8).encode())  # 48 in 80: too many
+    assert not looks_like_nucleotides(("ACGT" * 4 + "----" * 3).encode())  # 16 letters
+    assert not looks_like_nucleotides(chunk.replace("A", "E", 1).encode())  # E: no base code
+
+
+# Proteins and protein repeats rich in A, C, G and T: winter flounder's type I antifreeze
+# protein (HPLC-6), the silk fibroin repeat, a collagen repeat, the antifreeze glycoprotein
+# backbone (Ala-Ala-Thr with Pro), a glycine-rich repeat (as in plant GRPs).
+RICH_IN_ACGT = [
+    "DTASDAAAAAALTAANAKAAAELTAANAAAAAAATAR",
+    "GAGAGSGAGAGSGAGAGSGAGAGSGAGAGS",
+    "GPAGPPGPAGPAGPPGAPGAPGAPGCAGPAG",
+    "AATAAPAATAATAAPAATAATAAPAAT",
+    "GGGGYGGGGRGGGGGYGGGGRGGGGGYGGGSGGGGRGG",
+]
+
+
+def test_proteins_rich_in_acgt_letters_pass_as_protein():
+    for protein in RICH_IN_ACGT:
+        assert not looks_like_nucleotides(protein.encode()), protein

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from fastesm_extract.api.models import model_for_call
-from fastesm_extract.disk.failures import RecordFailure
+from fastesm_extract.disk.failures import FailureKind, RecordFailure
 from fastesm_extract.disk.fasta import FastaContents, ProteinRecord, record_from_pair
 from fastesm_extract.extract.compute import assemble_output, compute_file
 from fastesm_extract.extract.prepare import NoUsableRecordsError, prepare_file, warn_about_records
@@ -43,7 +43,13 @@ class SequenceEmbeddings:
 def _contents(pairs: Iterable[tuple[str, str | bytes]]) -> FastaContents:
     records: list[ProteinRecord] = []
     failures: list[RecordFailure] = []
-    for record_id, sequence in pairs:
+    for pair in pairs:
+        try:
+            record_id, sequence = pair
+        except (TypeError, ValueError):  # not an (id, sequence) pair: that pair fails
+            message = f"not an (id, sequence) pair: {repr(pair)[:60]}"
+            failures.append(RecordFailure("-", FailureKind.INVALID_HEADER, message))
+            continue
         checked = record_from_pair(record_id, sequence)
         (records if isinstance(checked, ProteinRecord) else failures).append(checked)
     counts = Counter(record.id for record in records)

@@ -263,6 +263,11 @@ def record_from_pair(record_id: str, sequence: str | bytes) -> ProteinRecord | R
     if not isinstance(record_id, str) or not record_id or "\x00" in record_id:
         shown = record_id if isinstance(record_id, str) and record_id else "-"
         return RecordFailure(shown, FailureKind.INVALID_HEADER, "no record ID")
+    if sequence is None:
+        return RecordFailure(record_id, FailureKind.EMPTY_SEQUENCE, "no sequence (None)")
+    if not isinstance(sequence, (str, bytes, bytearray, memoryview)):  # bytes(5): 5 zeros
+        message = f"the sequence is a {type(sequence).__name__}, not text"
+        return RecordFailure(record_id, FailureKind.INVALID_CHARACTER, message)
     raw = sequence.encode("utf-8") if isinstance(sequence, str) else bytes(sequence)
     cleaned = clean_sequence(raw)
     return _check_record(record_id, cleaned) or ProteinRecord(record_id, cleaned)

@@ -125,13 +125,24 @@ def warn_about_records(prepared: PreparedFile, settings: ExtractionSettings) -> 
 
 
 NUCLEOTIDE = FailureKind.NUCLEOTIDE_SEQUENCE
-MIN_LENGTH = 20
-_NUCLEOTIDE_LETTERS = b"ACGTUN"
+MIN_LENGTH = 20  # letters, gaps not counted: a peptide may be 16 letters of ACGT
+ONE_OTHER_IN = 10  # at most one letter in 10 is other than A, C, G, T, U or N
+_BASES = b"ACGTUN"
+# What else a nucleotide record may hold: IUPAC ambiguity codes, X for a masked base.
+_NUCLEOTIDE_LETTERS = _BASES + b"RYKMSWBDHVX"
+_GAPS = b"-."
 
 
 def looks_like_nucleotides(sequence: bytes) -> bool:
-    """True for a cleaned sequence of at least `MIN_LENGTH` letters, all of ACGTUN."""
-    return len(sequence) >= MIN_LENGTH and not sequence.translate(None, _NUCLEOTIDE_LETTERS)
+    """True for a cleaned sequence of at least `MIN_LENGTH` letters (gaps aside), all of
+    them nucleotide codes (ACGTUN, IUPAC ambiguity codes, X), at most one in `ONE_OTHER_IN`
+    other than ACGTUN. DNA with a few ambiguity codes, gaps or an X is DNA; a protein, even
+    one rich in A, C, G and T, holds other letters (E, F, I, L, P, Q) or many of R, K, S,
+    D, H, V... where DNA has few."""
+    letters = sequence.translate(None, _GAPS)
+    if len(letters) < MIN_LENGTH or letters.translate(None, _NUCLEOTIDE_LETTERS):
+        return False
+    return len(letters.translate(None, _BASES)) * ONE_OTHER_IN <= len(letters)
 
 
 def holds_only_nucleotides(contents: FastaContents) -> bool:
@@ -147,8 +158,9 @@ def refuse_nucleotide_records(contents: FastaContents) -> FastaContents:
     for record in contents.records:
         if looks_like_nucleotides(record.sequence):
             message = (
-                f"looks like DNA/RNA, not protein ({len(record.sequence)} letters, all of "
-                "A, C, G, T, U, N): give the protein FASTA (the translated frames)"
+                f"looks like DNA/RNA, not protein ({len(record.sequence)} letters, nucleotide "
+                "codes only, mostly A, C, G, T, U, N): give the protein FASTA (the translated "
+                "frames)"
             )
             refused.append(RecordFailure(record.id, NUCLEOTIDE, message))
         else:

@@ -21,7 +21,7 @@ from fastesm_extract.disk.invalid_inputs import (
     forget_failed_manifest_beside,
     remember_invalid_input,
 )
-from fastesm_extract.disk.layout import invalid_input_record
+from fastesm_extract.disk.layout import invalid_input_record, manifest_path
 from fastesm_extract.disk.manifest import (
     FAILED_INPUT,
     Provenance,
@@ -29,10 +29,10 @@ from fastesm_extract.disk.manifest import (
     save_output_and_manifest,
 )
 from fastesm_extract.disk.manifest_schema import InputRead
-from fastesm_extract.disk.resume import FINISHED, INVALID, ExistingOutput
+from fastesm_extract.disk.verdict import CURRENT, INVALID, OutputVerdict
 from fastesm_extract.extract.handoff import FileOutput
 from fastesm_extract.extract.prepare import nucleotide_file_message
-from fastesm_extract.results import FAILED, SKIPPED, WRITTEN, FileJob, FileResult, Status
+from fastesm_extract.results import FAILED, LOCKED, SKIPPED, WRITTEN, FileJob, FileResult, Status
 
 log = logging.getLogger("fastesm_extract")
 
@@ -86,11 +86,11 @@ def publish(
         n_embedded=len(proteins),
         n_failed=len(failures),
         n_truncated=output.n_truncated,
+        truncated=output.truncated,
         n_invalid=n_invalid,
         failed_kinds=tuple(str(failure.kind) for failure in failures),
     )
 
-        truncated=output.truncated,
 
 def file_failed(
     job: FileJob,
@@ -117,6 +117,26 @@ def file_failed(
     )
 
 
+def drop_output_of_earlier_input(job: FileJob) -> None:
+    """Remove the output (and its manifest) of a job whose input has no valid record now:
+    it was made from earlier content, and a rebuild gives no output, so it goes as a
+    successful rebuild would have replaced it. Kept, its "complete" manifest would let
+    `merge` and readers take it for this input's."""
+    if job.output is None or not job.output.exists():
+        return
+    try:
+        job.output.unlink()
+        manifest_path(job.output).unlink(missing_ok=True)
+    except OSError as error:
+        log.error("%s: cannot remove the output of its earlier content: %s", job.output, error)
+        return
+    log.warning(
+        "%s: removed %s, made from earlier content of the input: none of its records is valid now",
+        job.fasta,
+        job.output,
+    )
+
+
 def record_invalid_input(
     job: FileJob,
     contents: FastaContents,
@@ -128,8 +148,7 @@ def record_invalid_input(
     "failed" manifest; no output, nothing beside the input), so that a rerun reports it
     again without logging every record again.
 
-    Only where no output exists: an output of an earlier input stays with its own manifest
-    (and is rebuilt, failing again, while the input stays invalid)."""
+    Only where no output exists (`drop_output_of_earlier_input` removes an earlier one)."""
     if job.output is None or job.output.exists():
         return
     if not all(is_input_failure(f.kind) for f in contents.failures):
@@ -150,7 +169,7 @@ def record_invalid_input(
         log.warning("%s: cannot record that its input is invalid: %s", job.fasta, error)
 
 
-def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> FileResult:
+def kept_result(job: FileJob, existing: OutputVerdict, failure_log: Path) -> FileResult:
     """The result for an output that is kept: finished (SKIPPED), STALE, or an input that is
     still all invalid (FAILED, reported without logging its records again)."""
     if existing.verdict == INVALID:
@@ -175,7 +194,7 @@ def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> Fi
             message=message,
             failed_kinds=existing.invalid_kinds,
         )
-    if existing.verdict != FINISHED:
+    if existing.verdict != CURRENT:
         log.warning(
             "%s is %s: kept; --redo-stale rebuilds it, --accept-stale accepts it",
             job.output,
@@ -201,3 +220,18 @@ def kept_result(job: FileJob, existing: ExistingOutput, failure_log: Path) -> Fi
         message=message,
         failed_kinds=existing.invalid_kinds,
     )
+
+
+def locked_result(job: FileJob, holder: str) -> FileResult:
+    """Another live run is computing `job.output`: left to it."""
+    return FileResult(job=job, status=LOCKED, message=f"being computed by {holder}")
+
+
+def not_processed(job: FileJob, message: str) -> FileResult:
+    """A file no worker began (its device failed, or no worker was left): redone by a rerun."""
+    return FileResult(job=job, status=FAILED, message=message)
+
+
+def written_before_death(job: FileJob) -> FileResult:
+    """A file a worker finished (output and complete manifest) before dying unheard."""
+    return FileResult(job=job, status=WRITTEN, message="written before its worker died")

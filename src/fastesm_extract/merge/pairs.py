@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from fastesm_extract.disk.layout import manifest_path
 from fastesm_extract.disk.same_file import refuse_writing_over_inputs
 from fastesm_extract.errors import MergeError
 from fastesm_extract.merge.merged_file import MergeResult, write_merge
@@ -124,7 +125,8 @@ def merge_files(
 
     Raises `InputError` (nothing read or written) when `out_path` is one of the inputs.
     """
-    refuse_writing_over_inputs([dnabert_s_path, esm_path], [out_path], "choose another -o")
+    written = [out_path, manifest_path(out_path)]
+    refuse_writing_over_inputs([dnabert_s_path, esm_path], written, "choose another -o")
     result = merge_embeddings(
         dnabert_s_path,
         esm_path,

@@ -10,6 +10,8 @@ object and nothing else.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +133,8 @@ def resolve_config(
     the current folder. `compile` runs the forward through torch.compile, its compiled
     artifacts cached in `compile_cache` (a folder runs and workers share; default torch's
     own). Raises `InputError` for a bad shard or device, a folder as failure log, or
-    `compile_cache` without `compile`; `ModelLoadError` for `"all"` without a GPU;
+    `compile_cache` without `compile` or not a folder of one's own (`compile_cache_folder`);
+    `ModelLoadError` for `"all"` without a GPU;
     `ValueError` for several devices with a model not given by name (each worker loads its
     own).
     """
@@ -159,6 +162,33 @@ def resolve_config(
         accept_invalid=accept_invalid,
         accept_stale=accept_stale,
         compile=compile,
-        compile_cache=str(Path(compile_cache).expanduser().resolve()) if compile_cache else None,
+        compile_cache=compile_cache_folder(compile_cache) if compile_cache else None,
     )
     return RunConfig(spec, tuple(chosen), shard, settings, log_path, show_progress)
+
+
+def compile_cache_folder(folder: str | Path) -> str:
+    """`folder`, resolved, once checked fit to load compiled code from: a folder (or none
+    yet), owned by this user and not writable by all without the sticky bit; else
+    `InputError`, before any model loads. Torch loads and runs the code it finds there, so
+    anyone who can write into it could run code as this user."""
+    path = Path(folder).expanduser().resolve()
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return str(path)  # made by this run, as its own
+    except OSError as error:
+        raise InputError(f"--compile-cache {path}: {error.strerror or error}") from error
+    if not stat.S_ISDIR(status.st_mode):
+        raise InputError(f"--compile-cache {path} is a file: give a folder (made if missing)")
+    if status.st_uid != os.geteuid():
+        raise InputError(
+            f"--compile-cache {path} is owned by another user (uid {status.st_uid}): torch "
+            "runs the compiled code it finds there; give a folder of your own"
+        )
+    if status.st_mode & stat.S_IWOTH and not status.st_mode & stat.S_ISVTX:
+        raise InputError(
+            f"--compile-cache {path} is writable by every user: torch runs the compiled code "
+            f"it finds there; give a folder of your own (or `chmod o-w {path}`)"
+        )
+    return str(path)
