@@ -36,6 +36,7 @@ from fastesm_extract.disk.currency import (
     other_output,
 )
 from fastesm_extract.disk.failures import FailureKind, is_input_failure
+from fastesm_extract.disk.file_identity import recorded_sha256
 from fastesm_extract.disk.invalid_inputs import remembered_invalid_input
 from fastesm_extract.disk.manifest import (
     COMPLETE,
@@ -116,26 +117,30 @@ def judge_output(
         return OutputVerdict(REBUILD)
     if not job.output.exists():
         return _invalid_input_verdict(invalid_record, identity, input_sha256)
-    try:
-        proteins, data = load_embeddings(job.output)  # any dimension: another model's is stale
-    except OutputError as error:
-        return OutputVerdict(REBUILD, f"existing output is unusable: {error}")
+    proteins: list[str] = []
+    if (described := _described_output(job.output)) is not None:
+        n_records, dimension = described  # unchanged since its manifest: not loaded
+    else:
+        try:
+            proteins, data = load_embeddings(job.output)  # any dimension: another's is stale
+        except OutputError as error:
+            return OutputVerdict(REBUILD, f"existing output is unusable: {error}")
+        n_records, dimension = len(proteins), int(data[0].shape[0]) if proteins else 0
     try:
         manifest = load_manifest(job.output)
     except ManifestError as error:  # ours, and no longer telling what the output is
         return OutputVerdict(REBUILD, str(error))
     if manifest is not None and not is_complete(manifest):
         return OutputVerdict(REBUILD, "it was never completed (its run was interrupted)")
-    if not proteins:
+    if not n_records:
         return OutputVerdict(REBUILD, "it holds no embeddings")
     if manifest is None:
-        return _without_manifest(proteins, int(data[0].shape[0]), identity, input_ids, redo_stale)
-    if swapped := _other_output(job.output, manifest, len(proteins)):
+        return _without_manifest(proteins, dimension, identity, input_ids, redo_stale)
+    if swapped := _other_output(job.output, manifest, n_records):
         return OutputVerdict(REBUILD, swapped)
     if input_changed(manifest, input_sha256):
         return OutputVerdict(REBUILD, "the input changed since it was made")
     reasons = model_differences(manifest, identity)
-    dimension = int(data[0].shape[0])
     if not reasons and dimension != identity.hidden_size:
         reasons = [f"{dimension} dimensions, this model gives {identity.hidden_size}"]
     if reasons:
@@ -156,8 +161,34 @@ def _other_output(output: Path, manifest: Manifest, n_records: int) -> str:
     size = os.stat(output).st_size
     if recorded is not None and recorded.size != size:
         return other_output(manifest, size, "", n_records)  # no need to hash it
-    digest = sha256_of(output) if recorded is not None else ""
+    digest = (recorded_sha256(output, recorded) or sha256_of(output)) if recorded else ""
     return other_output(manifest, size, digest, n_records)
+
+
+def _described_output(output: Path) -> tuple[int, int] | None:
+    """(records, dimension) of an output whose complete manifest recorded the stat identity
+    it still has: the manifest says what loading it would (file_identity.py); else None."""
+    try:
+        manifest = load_manifest(output)
+    except ManifestError:
+        return None
+    if manifest is None or not is_complete(manifest) or manifest.output is None:
+        return None
+    records, dimension = manifest.records.embedded, manifest.model.hidden_size
+    if not records or not dimension or recorded_sha256(output, manifest.output) is None:
+        return None
+    return records, dimension
+
+
+def known_input_sha256(job: FileJob) -> str:
+    """The sha256 of `job.fasta`: its output's manifest's while the file keeps the stat
+    identity recorded there (file_identity.py), else hashed."""
+    try:
+        manifest = load_manifest(job.output) if job.output is not None else None
+    except ManifestError:
+        manifest = None
+    recorded = manifest.input if manifest is not None else None
+    return recorded_sha256(job.fasta, recorded) or sha256_of(job.fasta)
 
 
 def _without_manifest(
@@ -194,7 +225,7 @@ def finished_before_death(job: FileJob) -> bool:
         proteins, _ = load_embeddings(job.output)
         if _other_output(job.output, manifest, len(proteins)):
             return False
-        return not input_changed(manifest, sha256_of(job.fasta))
+        return not input_changed(manifest, known_input_sha256(job))
     except (OutputError, OSError):
         return False
 
@@ -233,7 +264,7 @@ def _judge_merged(output: Path, basis: MergedBasis) -> OutputVerdict:
         return OutputVerdict(REBUILD)
     manifest = read_merged_manifest(output)
     if manifest is None:
-        return _without_manifest(output, (dnabert_s, esm), labels, merge)
+        return _merged_without_manifest(output, (dnabert_s, esm), labels, merge)
     if manifest.get("kind") != MERGED_KIND or manifest.get("state") != COMPLETE:
         return OutputVerdict(REBUILD, "its manifest is damaged or unfinished")
     if manifest.get("output") != file_identity(output):
@@ -248,7 +279,7 @@ def _judge_merged(output: Path, basis: MergedBasis) -> OutputVerdict:
     return OutputVerdict(CURRENT)
 
 
-def _without_manifest(
+def _merged_without_manifest(
     output: Path, inputs: tuple[Path, Path], labels: list[int] | None, merge: Callable[[], Any]
 ) -> OutputVerdict:
     """An old merged file (the original pipeline's, or from before manifests): current when
