@@ -1,6 +1,8 @@
 """Small test helpers: FASTA writing and deterministic random proteins."""
 
+import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -53,3 +55,16 @@ def subprocess_environment() -> dict:
 def finished_outputs(folder: Path) -> dict[str, bytes]:
     """Bytes of every `*_ESM.pt` directly in `folder`, by name."""
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*_ESM.pt"))}
+
+
+def sha256_hex(path: Path) -> str:
+    """The file's SHA-256 by hashlib: the oracle for hashes the package records."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def says(text: str, phrase: str) -> bool:
+    """Whether `text` holds `phrase` with nothing glued to its ends: a count stays a count
+    ("2 failed" is not in "12 failed", "gives 128" not in "gives 1280")."""
+    start = r"(?<![\w.])" if phrase[:1].isalnum() else ""
+    end = r"(?!\w|\.\d)" if phrase[-1:].isalnum() else ""
+    return re.search(start + re.escape(phrase) + end, text) is not None

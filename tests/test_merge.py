@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import says
 from test_virnucpro_format import SETS, merge_data
 
 from fastesm_extract.cli.main import main
@@ -103,8 +104,8 @@ def test_missing_ids_are_an_error_that_lists_them(tmp_path):
     with pytest.raises(MergeError) as error:
         merge_embeddings(dnabert, esm)
     message = str(error.value)
-    assert "2 IDs of" in message and "no ESM embedding" in message and "a, c" in message
-    assert "1 IDs of" in message and "no DNABERT-S embedding" in message and "z" in message
+    assert says(message, "2 IDs of") and "no ESM embedding" in message and "a, c" in message
+    assert says(message, "1 IDs of") and "no DNABERT-S embedding" in message and "z" in message
     assert "--allow-missing" in message
 
 
@@ -230,14 +231,14 @@ def test_cli_merge_files_exit_codes_and_messages(pair, tmp_path, capsys):
     out = tmp_path / "m.pt"
     assert main(["merge", str(dnabert), str(esm), "-o", str(out), "--label", "viral"]) == EXIT_OK
     assert torch.load(out, weights_only=True)["labels"] == [1]
-    assert "5 rows x 784" in capsys.readouterr().err
+    assert says(capsys.readouterr().err, "5 rows x 784")
     (tmp_path / "outdir").mkdir()
     assert main(["merge", str(dnabert), str(esm), "-o", str(tmp_path / "outdir")]) == EXIT_OK
     assert (tmp_path / "outdir" / "x_merged.pt").is_file()
     code = main(["merge", str(dnabert), str(esm), "-o", str(out), "--expect-dim", "1280"])
     err = capsys.readouterr().err
     assert code == EXIT_FAILURES
-    assert "16-dim embeddings, expected 1280" in err and "Traceback" not in err
+    assert says(err, "16-dim embeddings, expected 1280") and "Traceback" not in err
     assert main(["merge", str(tmp_path / "nope.pt"), str(esm), "-o", str(out)]) == EXIT_USAGE
     assert "does not exist" in capsys.readouterr().err
     assert main(["merge", str(dnabert), "-o", str(out)]) == EXIT_USAGE
@@ -249,10 +250,10 @@ def test_cli_merge_missing_ids_fail_unless_allowed(tmp_path, capsys):
     out = tmp_path / "m.pt"
     assert main(["merge", str(dnabert), str(esm), "-o", str(out)]) == EXIT_FAILURES
     err = capsys.readouterr().err
-    assert "1 IDs of" in err and ": b" in err and "Traceback" not in err
+    assert says(err, "1 IDs of") and ": b" in err and "Traceback" not in err
     assert not out.exists()
     assert main(["merge", str(dnabert), str(esm), "-o", str(out), "--allow-missing"]) == EXIT_OK
-    assert "1 IDs on one side only left out" in capsys.readouterr().err
+    assert says(capsys.readouterr().err, "1 IDs on one side only left out")
     assert torch.load(out, weights_only=True)["ids"] == ["a", "c"]
 
 
@@ -261,11 +262,11 @@ def test_cli_merge_folders(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["merge", str(dna), str(prot), "-o", str(out), "-q"]) == EXIT_FAILURES
     err = capsys.readouterr().err
-    assert "2 written, 0 skipped, 2 failed" in err
+    assert says(err, "2 written, 0 skipped, 2 failed")
     assert "output_3_DNABERT_S.pt has no ESM partner" in err
     assert "output_4_ESM.pt has no DNABERT-S partner" in err
     assert main(["merge", str(dna), str(prot), "-o", str(out), "--allow-missing"]) == EXIT_OK
-    assert "0 written, 4 skipped, 0 failed" in capsys.readouterr().err
+    assert says(capsys.readouterr().err, "0 written, 4 skipped, 0 failed")
     assert main(["merge", str(dna), str(dna / "output_1_DNABERT_S.pt"), "-o", str(out)]) == 2
 
 

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import torch
+from helpers import says
 from test_merge import random_block, write_dnabert_s, write_esm
 
 from fastesm_extract.cli.main import main
@@ -86,7 +87,7 @@ def test_data_problems_between_good_files_still_exit_1(tmp_path, capsys):
     esm = write_esm(tmp_path / "x_ESM.pt", IDS[:2], random_block(2, 8, 2))
     out = str(tmp_path / "m.pt")
     assert main(["merge", str(dnabert), str(esm), "-o", out]) == EXIT_FAILURES  # missing ID c
-    assert "1 IDs of" in capsys.readouterr().err
+    assert says(capsys.readouterr().err, "1 IDs of")
     esm = write_esm(tmp_path / "x_ESM.pt", IDS, random_block(3, 8, 2))
     assert main(["merge", str(dnabert), str(esm), "-o", out, "--expect-dim", "16"]) == 1
 
@@ -99,7 +100,7 @@ def test_a_folder_merge_fails_the_pair_of_a_wrong_file_and_merges_the_others(tmp
     out = tmp_path / "merged"
     assert main(["merge", str(tmp_path), "-o", str(out)]) == EXIT_FAILURES
     err = capsys.readouterr().err
-    assert "1 written, 0 skipped, 1 failed" in err
+    assert says(err, "1 written, 0 skipped, 1 failed")
     assert "output_2_DNABERT_S.pt is not a DNABERT-S file" in err
     merged = torch.load(out / "output_1_merged.pt", weights_only=True)
     assert merged["ids"] == IDS and good.exists()

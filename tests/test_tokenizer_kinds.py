@@ -10,6 +10,7 @@ import shutil
 import pytest
 import torch
 from fast_esm_checkpoint import build_fast_esm_checkpoint
+from helpers import says
 
 from fastesm_extract.cli.main import main
 from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK, EXIT_USAGE
@@ -63,7 +64,7 @@ def test_strict_tokenizer_fails_exactly_the_records_it_refuses(checkpoints, tmp_
     # checked, as the strict tokenizer checks a record given to it untruncated.
     assert run(strict, tmp_path, "strict", "--truncation-seq-length", "5") == EXIT_FAILURES
     err = capsys.readouterr().err
-    assert "3 records embedded, 4 failed" in err and "internal error" not in err
+    assert says(err, "3 records embedded, 4 failed") and "internal error" not in err
     saved = torch.load(tmp_path / "strict" / "p_ESM.pt", weights_only=True)
     assert saved["proteins"] == ["plain", "x_is_known", "gaps"]
     log = (tmp_path / "strict" / "extraction_failures.log").read_text().splitlines()
@@ -73,7 +74,7 @@ def test_strict_tokenizer_fails_exactly_the_records_it_refuses(checkpoints, tmp_
 
     # Lenient, same weights: every record embedded, the shared ones equal.
     assert run(lenient, tmp_path, "lenient", "--truncation-seq-length", "5") == EXIT_OK
-    assert "7 records embedded, 0 failed" in capsys.readouterr().err
+    assert says(capsys.readouterr().err, "7 records embedded, 0 failed")
     both = torch.load(tmp_path / "lenient" / "p_ESM.pt", weights_only=True)
     assert both["proteins"] == [line[1:] for line in RECORDS.splitlines()[::2]]
     by_id = dict(zip(both["proteins"], both["data"]))
@@ -82,7 +83,7 @@ def test_strict_tokenizer_fails_exactly_the_records_it_refuses(checkpoints, tmp_
 
     # A rerun keeps the finished output (its exit status on a rerun is the resume tests' business).
     run(strict, tmp_path, "strict", "--truncation-seq-length", "5")
-    assert "0 written, 1 skipped" in capsys.readouterr().err
+    assert says(capsys.readouterr().err, "0 written, 1 skipped")
 
 
 def test_a_file_whose_every_record_is_refused_fails_as_a_file(checkpoints, tmp_path, capsys):
