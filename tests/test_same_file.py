@@ -236,3 +236,13 @@ def test_a_merged_manifest_over_an_input_is_refused(tmp_path):
     before = tree_state(tmp_path)
     assert main(["merge", str(dna), str(esm), "-o", str(tmp_path / "OUT" / "x_merged.pt")]) == 2
     assert tree_state(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["parts/output_2.fa", "output_2_ESM.pt", "output_3_ESM.pt.json"])
+def test_summary_json_named_like_a_part_of_the_split_is_refused(tiny_checkpoint, tmp_path, name):
+    big = write_fasta(tmp_path / "big.fa", random_proteins(40, 5, 20))
+    out = tmp_path / "OUT"
+    before = tree_state(tmp_path)
+    argv = extract_args(tiny_checkpoint, "--split-every", 15, big, "-o", out)
+    assert main([*argv, "--summary-json", str(out / name)]) == EXIT_USAGE  # not there yet
+    assert tree_state(tmp_path) == before

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from fastesm_extract.disk.layout import FAILURE_LOG_NAME, manifest_path
+from fastesm_extract.disk.layout import (
+    FAILURE_LOG_NAME,
+    PART_NAME,
+    PART_OUTPUT_NAME,
+    manifest_path,
+    parts_folder,
+)
 from fastesm_extract.disk.same_file import refuse_writing_over_inputs
 from fastesm_extract.disk.split import files_a_split_may_write
 from fastesm_extract.disk.store import atomic_write
-from fastesm_extract.errors import ExtractError
+from fastesm_extract.errors import ExtractError, InputError
 from fastesm_extract.results import RunSummary, summary_as_dict
 from fastesm_extract.running.sources import plan_jobs
 
@@ -54,9 +61,23 @@ def refuse_summary_over_run_files(args: argparse.Namespace) -> None:
             written = [path for job in jobs for path in (job.output, manifest_path(job.output))]
     except (ExtractError, OSError):
         pass  # the command reports its inputs' problem itself: the named paths still count
+    if args.split_every is not None and args.output_dir is not None:
+        _refuse_a_part_name(Path(args.summary_json), Path(args.output_dir))
     folder = Path(args.output_dir) if args.output_dir is not None else Path.cwd()
     failure_log = Path(args.failure_log) if args.failure_log else folder / FAILURE_LOG_NAME
     refuse_writing_over_inputs(inputs, [args.summary_json], _ADVICE, [*written, failure_log])
+
+
+def _refuse_a_part_name(path: Path, output_dir: Path) -> None:
+    """A split writes parts (`parts/output_K.fa`) and outputs (`output_K_ESM.pt[.json]`)
+    not there yet when it starts: a summary named like one of them is refused too."""
+    where = Path(os.path.realpath(path))
+    name = where.name.removesuffix(".json")
+    if (
+        where.parent == Path(os.path.realpath(parts_folder(output_dir)))
+        and PART_NAME.fullmatch(where.name)
+    ) or (where.parent == Path(os.path.realpath(output_dir)) and PART_OUTPUT_NAME.fullmatch(name)):
+        raise InputError(f"refusing to write {path}: the split may write a part there; {_ADVICE}")
 
 
 def summary_json_in(argv: Sequence[str]) -> str | None:
