@@ -4,9 +4,8 @@ a merged file the tool cannot rebuild (no manifest of its own) is moved to
 kept as it is; the tool's own merged file (its manifest describes it) is removed, being a
 merge of recorded inputs. Checked by content (hashlib), not by the package's own helpers."""
 
-import hashlib
-
 import torch
+from helpers import sha256_hex
 from test_merge import random_block, write_dnabert_s, write_esm
 
 from fastesm_extract.cli.main import main
@@ -15,12 +14,8 @@ from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK
 IDS = [f"p{i}" for i in range(4)]
 
 
-def sha256(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def contents(folder):
-    return {p.name: sha256(p) for p in sorted(folder.iterdir())}
+    return {p.name: sha256_hex(p) for p in sorted(folder.iterdir())}
 
 
 def good_pair(folder, stem):
@@ -48,7 +43,7 @@ def test_an_unrebuildable_merged_file_is_set_aside_once_and_the_first_is_kept(tm
     good_pair(folder, "output_1")
     out.mkdir()
     old_merged(out / "output_1_merged.pt")
-    original = sha256(out / "output_1_merged.pt")
+    original = sha256_hex(out / "output_1_merged.pt")
     break_pair(folder, "output_1")
     assert merge(folder, out) == EXIT_FAILURES
     err = capsys.readouterr().err
@@ -98,7 +93,7 @@ def test_the_tools_own_merged_file_is_removed_and_a_users_outdated_kept(tmp_path
     good_pair(folder, "output_3")
     assert merge(folder, out) == EXIT_OK
     (out / "output_3_merged.pt.outdated").write_bytes(b"kept")
-    mine = sha256(out / "output_3_merged.pt.outdated")
+    mine = sha256_hex(out / "output_3_merged.pt.outdated")
     break_pair(folder, "output_3")
     assert merge(folder, out) == EXIT_FAILURES
     assert contents(out) == {"output_3_merged.pt.outdated": mine}
@@ -111,7 +106,7 @@ def test_a_merged_file_edited_after_the_tool_wrote_it_is_set_aside_not_removed(t
     good_pair(folder, "output_4")
     assert merge(folder, out) == EXIT_OK
     old_merged(out / "output_4_merged.pt", fill=4.0)  # written over by someone else
-    edited = sha256(out / "output_4_merged.pt")
+    edited = sha256_hex(out / "output_4_merged.pt")
     break_pair(folder, "output_4")
     assert merge(folder, out) == EXIT_FAILURES
     assert contents(out) == {"output_4_merged.pt.outdated": edited}
