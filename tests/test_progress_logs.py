@@ -1,17 +1,33 @@
 """Long batch logs: without a terminal (a Slurm job's log file) progress is logged at a
 steady interval, `-q` keeps warnings only, and the file count keeps up with the outputs."""
 
+import contextlib
+import itertools
+import json
 import re
+import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from cluster_helpers import SECONDS_PER_BATCH
 from helpers import cli_command, random_proteins, subprocess_environment, write_fasta
 
+import fastesm_extract.cli.main as cli_main
+import fastesm_extract.extract.pipeline as pipeline
 from fastesm_extract.disk.failures import FailureLog
+from fastesm_extract.extract.compute import compute_file
 from fastesm_extract.extract.pipeline import Extractor
-from fastesm_extract.extract.progress import LOG_INTERVAL_VARIABLE, RunProgress
+from fastesm_extract.extract.progress import (
+    FEW_FILES,
+    FIRST_LINE_AFTER_S,
+    LOG_INTERVAL_VARIABLE,
+    RunProgress,
+    tick_delays,
+)
+from fastesm_extract.results import FileJob, FileResult
+from fastesm_extract.running.signals import Terminated
 from fastesm_extract.running.sources import plan_jobs
 from fastesm_extract.settings import ExtractionSettings
 
@@ -39,6 +55,9 @@ class DiskWatcher:
         time.sleep(0.05)  # the writer thread has long finished a file this small
         on_disk = len(list(self.out.glob("*_ESM.pt")))
         self.lags.append(on_disk - self.files_done)
+
+    def file_started(self, records):
+        pass
 
     def file_done(self, result):
         self.files_done += 1
@@ -123,3 +142,124 @@ def test_a_batch_job_log_gets_progress_lines_not_a_bar_and_quiet_keeps_warnings_
     assert quiet.returncode == 0, quiet.stderr
     assert "progress:" not in quiet.stderr and " INFO " not in quiet.stderr
     assert quiet.stderr.strip().splitlines()[-1].startswith("fastesm-extract: 4 written")
+
+
+class Clock:
+    """Seconds a test sets by hand."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class StopAfter:
+    """Stands for the progress thread's stop event: records each wait, stops after `n`."""
+
+    def __init__(self, n):
+        self.waits, self.n = [], n
+
+    def wait(self, seconds):
+        self.waits.append(seconds)
+        return len(self.waits) >= self.n
+
+
+def test_the_first_line_comes_within_10_s_then_one_at_each_interval(caplog):
+    assert list(itertools.islice(tick_delays(60.0), 3)) == [FIRST_LINE_AFTER_S, 60.0, 60.0]
+    assert FIRST_LINE_AFTER_S == 10.0
+    assert list(itertools.islice(tick_delays(2.0), 2)) == [2.0, 2.0]  # a short interval
+    progress = RunProgress(4, enabled=False, clock=Clock())
+    progress._stop = StopAfter(3)
+    with caplog.at_level("INFO", logger="fastesm_extract"):
+        progress._log_every(60.0)
+    assert progress._stop.waits == [10.0, 60.0, 60.0]
+    assert [r.getMessage()[:9] for r in caplog.records] == ["progress:", "progress:"]
+
+
+def test_the_eta_counts_records_not_files():
+    clock = Clock()
+    progress = RunProgress(4, enabled=False, clock=clock)
+    assert progress.status_line().endswith("ETA unknown")  # nothing begun yet
+    # The issue's case: 1 of 4 files written after 30 s, but 3 files' records embedded
+    # (the writer lags behind the device). By files: 0:01:30 left; by records: 10 s.
+    for _ in range(4):
+        progress.file_started(100)
+    progress.sequences(300)
+    progress.file_done()
+    clock.now = 30.0
+    line = PROGRESS_LINE.fullmatch(progress.status_line())
+    assert line.groups() == ("1", "4", "300", "0:00:10")
+    # The rate is the one since the previous line: 50 records in 10 s, 50 left -> 10 s.
+    progress.sequences(50)
+    clock.now = 40.0
+    assert PROGRESS_LINE.fullmatch(progress.status_line()).group(4) == "0:00:10"
+
+    # Files not begun count as the mean of those begun: 150 + 8 x 100 left at 5/s.
+    clock.now = 0.0
+    progress = RunProgress(10, enabled=False, clock=clock)
+    progress.file_started(100)
+    progress.file_started(100)
+    progress.file_started(0)  # an output kept: no records, not in the mean
+    progress.sequences(50)
+    clock.now = 10.0
+    assert PROGRESS_LINE.fullmatch(progress.status_line()).group(4) == "0:02:50"
+
+
+def result(name, status="written", embedded=5):
+    job = FileJob(Path(name), Path(name.replace(".fa", "_ESM.pt")))
+    return FileResult(job=job, status=status, n_embedded=embedded, n_read=embedded)
+
+
+def test_a_run_of_few_files_logs_each_one_a_larger_run_every_100(caplog):
+    with caplog.at_level("INFO", logger="fastesm_extract"):
+        few = RunProgress(FEW_FILES, enabled=False)
+        few.file_done(result("a.fa"))
+        few.file_done(result("b.fa", "failed", 0))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"file 1/{FEW_FILES} done: a.fa written, 5 records embedded",
+        f"file 2/{FEW_FILES} done: b.fa failed, 0 records embedded",
+    ]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="fastesm_extract"):
+        many = RunProgress(FEW_FILES + 1, enabled=False)
+        for index in range(FEW_FILES + 1):
+            many.file_done(result(f"f{index}.fa"))
+    assert caplog.records == []  # 21 files: only the milestone line, every 100
+
+
+def test_a_stopped_run_says_how_many_files_are_done_and_its_summary_holds_them(
+    tiny_checkpoint, tmp_path, monkeypatch, capsys
+):
+    inputs = make_files(tmp_path / "in", 4, 3)
+    begun = []
+
+    def compute_or_stop(prepared, *args, **kwargs):
+        begun.append(prepared.job.fasta.name)
+        if len(begun) == 3:  # SIGTERM while the third file is on the device
+            raise Terminated(signal.SIGTERM)
+        return compute_file(prepared, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "compute_file", compute_or_stop)
+    # The handlers would stay set in this process after a stop: the raise stands for them.
+    monkeypatch.setattr(cli_main, "stop_signals_as_interrupt", contextlib.nullcontext)
+    summary_path = tmp_path / "summary.json"
+    argv = ["extract", str(inputs), "-o", str(tmp_path / "out"), "--model", str(tiny_checkpoint)]
+    status = cli_main.main([*argv, "--device", "cpu", "-q", "--summary-json", str(summary_path)])
+
+    assert status == 143
+    err = capsys.readouterr().err
+    said = "terminated (SIGTERM); finished outputs are kept, 2 of 4 files done; rerun to resume"
+    assert f"fastesm-extract: {said}" in err
+    summary = json.loads(summary_path.read_text())
+    assert (summary["ok"], summary["exit_status"], summary["error"]) == (
+        False,
+        143,
+        "terminated (SIGTERM)",
+    )
+    assert summary["files"] == {"written": 2} and summary["records"]["embedded"] == 6
+    written = sorted(Path(entry["input"]).name for entry in summary["file_results"])
+    assert written == sorted(begun[:2])
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_ESM.pt")) == [
+        name.replace(".fa", "_ESM.pt") for name in written
+    ]

@@ -5,6 +5,7 @@ merged file whose ESM input was rebuilt after it as out of date (exit 1)."""
 import os
 
 import torch
+from helpers import says
 from test_merge import random_block, write_dnabert_s, write_esm
 
 from fastesm_extract.cli.main import main
@@ -44,7 +45,7 @@ def test_a_merged_folder_verifies_and_an_esm_input_rebuilt_after_it_is_out_of_da
         "output_1_merged.pt": ("OK", "4", "784"),
         "output_2_merged.pt": ("OK", "4", "784"),
     }
-    assert "2 of 2 outputs OK" in out.err
+    assert says(out.err, "2 of 2 outputs OK")
 
     # output_2's ESM file is rebuilt (another extraction) after its merged file was made.
     write_esm(folder / "output_2_ESM.pt", IDS, random_block(4, 16, 99))

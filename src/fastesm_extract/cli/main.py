@@ -218,11 +218,13 @@ def _extract(args: argparse.Namespace) -> tuple[int, dict]:
         return _error(EXIT_FAILURES, str(error))
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
         what = describe(interrupt)
+        done = getattr(interrupt, "summary", None)  # what finished (runner.run puts it there)
+        count = f"{done.stopped.removeprefix(f'{what}: ')}; " if done and done.stopped else ""
         print(
-            f"fastesm-extract: {what}; finished outputs are kept, rerun to resume",
+            f"fastesm-extract: {what}; finished outputs are kept, {count}rerun to resume",
             file=sys.stderr,
         )
-        return _error(exit_status(interrupt), what)
+        return exit_status(interrupt), {**(done.to_dict() if done else {}), "error": what}
     print_summary(summary)
     return summary.exit_status, summary.to_dict()
 

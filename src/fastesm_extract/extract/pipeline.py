@@ -271,8 +271,10 @@ class Extractor:
                 ahead = self.settings.prefetch_files
                 for item in prefetched(self._prepare, jobs, ahead, stop, "fastesm-prepare"):
                     if isinstance(item, FileResult):
+                        progress.file_started(0)
                         finished(item)
                         continue
+                    progress.file_started(len(item.tokens))  # for the ETA, in records
                     try:
                         computed = compute_file(
                             item, self.loaded, progress.sequences, health, self.forward
@@ -289,6 +291,13 @@ class Extractor:
                         collect(pending.pop(0))
                 for future in pending:
                     collect(future)
+        except KeyboardInterrupt as interrupt:
+            # Ctrl-C or SIGTERM: the writes in progress have finished by now. What finished
+            # rides on the exception, for "N of M files done" and the JSON summary.
+            written = [f for f in pending if f.done() and not f.cancelled()]
+            summary.results += [f.result() for f in written if f.exception() is None]
+            interrupt.summary = summary
+            raise
         finally:
             sys.setswitchinterval(switch_interval)
             stop.set()

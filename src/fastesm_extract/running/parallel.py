@@ -111,6 +111,8 @@ class _Run:
             self._answer(self.dispatcher.took(i, payload))
         elif kind == WorkerMessage.SEQUENCES:
             self.progress.sequences(payload)
+        elif kind == WorkerMessage.STARTED:
+            self.progress.file_started(payload)
         elif kind == WorkerMessage.DONE:
             self.dispatcher.finished(i, payload.job)
             summary.results.append(payload)
@@ -166,7 +168,7 @@ def run_on_devices(jobs: list[FileJob], config: RunConfig) -> RunSummary:
     run = _Run(workers, jobs, config)
     try:
         run.until_every_worker_left()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         # Ctrl-C reaches the workers too; SIGTERM may reach only this process: pass it on
         # and give them time to finish their writes and remove their locks.
         for worker in workers:
@@ -174,6 +176,10 @@ def run_on_devices(jobs: list[FileJob], config: RunConfig) -> RunSummary:
                 worker.process.terminate()
         for worker in workers:
             worker.process.join(timeout=60)
+            # The files it finished meanwhile: what finished rides on the exception.
+            done = [payload for kind, payload in worker.messages() if kind == WorkerMessage.DONE]
+            run.summary.results += done
+        interrupt.summary = run.summary
         raise
     finally:
         run.progress.close()

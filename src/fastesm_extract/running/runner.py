@@ -15,12 +15,21 @@ from collections.abc import Callable, Sequence
 
 from fastesm_extract.disk.failures import FailureLog
 from fastesm_extract.extract.pipeline import Extractor
-from fastesm_extract.results import FAILED, SKIPPED, STALE, WRITTEN, FileJob, RunSummary
+from fastesm_extract.results import (
+    FAILED,
+    SKIPPED,
+    STALE,
+    WRITTEN,
+    FileJob,
+    FileResult,
+    RunSummary,
+)
 from fastesm_extract.running.config import ModelSpec, RunConfig
 from fastesm_extract.running.examine import kept_without_model
 from fastesm_extract.running.parallel import run_on_devices
 from fastesm_extract.running.rates import device_label, record_rate
 from fastesm_extract.running.shards import shard_jobs
+from fastesm_extract.running.signals import describe
 from fastesm_extract.running.sources import check_writable
 
 log = logging.getLogger("fastesm_extract")
@@ -74,6 +83,23 @@ def _compute(jobs: list[FileJob], config: RunConfig) -> RunSummary:
     return extractor.run(jobs)
 
 
+def _compute_or_stop(
+    jobs: list[FileJob], config: RunConfig, kept: list[FileResult], total: int
+) -> RunSummary:
+    """`_compute`; on Ctrl-C or SIGTERM the exception carries, as `summary`, what finished
+    (the `kept` outputs and the files done), `stopped` saying "N of M files done"."""
+    try:
+        return _compute(jobs, config)
+    except KeyboardInterrupt as interrupt:
+        partial = getattr(interrupt, "summary", None) or _empty_summary(config)
+        partial.results = [*kept, *partial.results]
+        partial.accept_stale = config.settings.accept_stale
+        done = f"{len(partial.results)} of {total} files done"
+        partial.stopped = f"{describe(interrupt)}: {done}"
+        interrupt.summary = partial
+        raise
+
+
 def run(jobs: Jobs, config: RunConfig) -> RunSummary:
     """Run `jobs` (or this shard's share of them) as `config` says; never raises for a bad
     file or record (see the summary).
@@ -88,13 +114,14 @@ def run(jobs: Jobs, config: RunConfig) -> RunSummary:
         if len(config.devices) == 1:
             loaded = config.model.load(config.devices[0])
             config = dataclasses.replace(config, model=ModelSpec(loaded))
-        summary = _compute(ready_jobs(jobs(), config), config)
+        ready = ready_jobs(jobs(), config)
+        summary = _compute_or_stop(ready, config, [], len(ready))
         summary.model_loaded = True
     else:
         ready = ready_jobs(jobs, config)
         to_build, kept = kept_without_model(ready, config)
         if to_build:
-            summary = _compute(to_build, config)
+            summary = _compute_or_stop(to_build, config, list(kept.values()), len(ready))
             summary.model_loaded = True
         else:
             summary = _empty_summary(config)

@@ -57,6 +57,9 @@ class _EventProgress:
         if unsent:
             self.events.send(WorkerMessage.SEQUENCES, unsent)
 
+    def file_started(self, records: int) -> None:
+        self.events.send(WorkerMessage.STARTED, records)
+
     def file_done(self, result: FileResult) -> None:
         self.flush()
         self.events.send(WorkerMessage.DONE, result)
@@ -128,6 +131,7 @@ class WorkerMessage(str, Enum):
     WANT = "want"  # no payload: give me a file
     TOOK = "took"  # the FileJob it received (confirms the hand-over)
     SEQUENCES = "sequences"  # how many more sequences it embedded
+    STARTED = "started"  # the records of a file it began (0: kept, or failed before)
     DONE = "done"  # the FileResult of a file
     READY = "ready"  # its device: the model is loaded
     FATAL = "fatal"  # why it cannot start (model or device)
