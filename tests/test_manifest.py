@@ -28,10 +28,10 @@ def test_manifest_records_input_records_model_settings_and_versions(tiny_model, 
         "embedded": 2,
         "failed": 1,
         "failed_ids": ["bad"],
+        "failed_kinds": ["invalid_character"],
         "truncated": 0,  # named with their lengths when there are (tests/test_audit.py)
         "truncated_ids": [],
         "truncated_lengths": [],
-        "failed_kinds": ["invalid_character"],
     }
     assert manifest["model"]["id"] == tiny_model.model_id
     assert manifest["model"]["dtype"] == "float32"
@@ -98,7 +98,8 @@ def test_another_model_makes_an_output_stale(tiny_model, tmp_path):
     manifest_file = tmp_path / "out" / "p_ESM.pt.json"
     manifest = json.loads(manifest_file.read_text())
     manifest["model"]["id"] = "facebook/esm2_t33_650M_UR50D"
-    manifest["model"]["local_path"] = None  # a hub model
+    manifest["model"]["local_path"] = None  # a hub model: known by name, not by files
+    manifest["model"]["fingerprint"] = manifest["model"]["parameters"] = None
     manifest_file.write_text(json.dumps(manifest))
     summary = run(tiny_model, [fasta], tmp_path / "out")
     assert summary.count("stale") == 1 and summary.exit_status == 1

@@ -63,7 +63,7 @@ def test_a_script_without_main_guard_runs_devices_once_and_writes_every_output(
 
 
 GUARD_CASES = """\
-from fastesm_extract.script_guard import called_from_unguarded_script as unguarded
+from fastesm_extract.running.script_guard import called_from_unguarded_script as unguarded
 
 
 def inner():

@@ -19,10 +19,19 @@ from fastesm_extract.model.identity import ModelIdentity
 
 def _model_differences(model: ManifestModel, identity: ModelIdentity) -> list[str]:
     """A local or in-memory model is its fingerprint (the same files anywhere are one model,
-    other files under one name another); a hub model its ID and commit."""
+    other files under one name another); a module given in memory its parameters; a hub
+    model its ID and commit."""
+    if identity.parameters:
+        if model.parameters == identity.parameters:
+            return []
+        return [
+            f"model parameters differ: {model.id!r} != the module given ({identity.model_id!r})"
+        ]
     if identity.fingerprint or model.fingerprint:
         if model.fingerprint == identity.fingerprint:
             return []
+        if model.id != identity.model_id and model.local_path != str(identity.model_id):
+            return [f"model {model.id!r} != {identity.model_id!r}"]
         if not model.fingerprint:
             return [f"model {model.id!r} was recorded by name only, not by its files"]
         if not identity.fingerprint:

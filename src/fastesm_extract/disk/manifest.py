@@ -32,7 +32,7 @@ from fastesm_extract.disk.file_identity import unchanged_identity
 from fastesm_extract.disk.layout import manifest_path
 from fastesm_extract.disk.manifest_schema import InputRead, Manifest, manifest_problems
 from fastesm_extract.disk.store import atomic_write, save_embeddings_atomic
-from fastesm_extract.model.identity import ModelIdentity
+from fastesm_extract.model.identity import ModelIdentity, module_fingerprint
 from fastesm_extract.model.load import LoadedModel
 from fastesm_extract.results import TruncatedRecord
 
@@ -83,7 +83,9 @@ class Provenance:
     truncation_seq_length: int
     toks_per_batch: int
     compiled: bool = False  # recorded only: never makes an output stale
-    fingerprint: str | None = None  # a local or in-memory model's files or parameters
+    fingerprint: str | None = None  # a local folder's deciding files
+    parameters: str | None = None  # the parameters' fingerprint, whatever the source
+    in_memory: bool = False  # a module given in memory: known by its parameters
     local_path: str | None = None  # the checkpoint folder, recorded for the reader
 
     @classmethod
@@ -99,6 +101,8 @@ class Provenance:
             truncation_seq_length=truncation_seq_length,
             toks_per_batch=toks_per_batch,
             fingerprint=identity.fingerprint,
+            parameters=identity.parameters or module_fingerprint(loaded.model),
+            in_memory=identity.parameters is not None,
             local_path=str(loaded.folder) if loaded.folder else None,
         )
 
@@ -109,6 +113,7 @@ class Provenance:
             revision=self.revision,
             commit_hash=self.commit_hash,
             fingerprint=self.fingerprint,
+            parameters=self.parameters if self.in_memory else None,
             hidden_size=self.hidden_size,
             truncation_seq_length=self.truncation_seq_length,
         )
@@ -121,6 +126,7 @@ def _model_section(provenance: Provenance) -> dict:
         "commit_hash": provenance.commit_hash,
         "local_path": provenance.local_path,
         "fingerprint": provenance.fingerprint,
+        "parameters": provenance.parameters,
         "dtype": provenance.dtype,
         "device": provenance.device,
         "hidden_size": provenance.hidden_size,

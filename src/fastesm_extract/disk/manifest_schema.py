@@ -45,6 +45,7 @@ _FIELD_TYPES: dict[str, str | dict[str, str]] = {
         "hidden_size": _NUMBER,
         "local_path": _TEXT_OR_NONE,
         "fingerprint": _TEXT_OR_NONE,
+        "parameters": _TEXT_OR_NONE,
     },
     "settings": {"truncation_seq_length": _NUMBER, "toks_per_batch": _NUMBER},
 }
@@ -130,6 +131,7 @@ class ManifestModel:
     commit_hash: str | None = None
     local_path: str | None = None
     fingerprint: str | None = None
+    parameters: str | None = None
     dtype: str | None = None
     device: str | None = None
     hidden_size: int | None = None

@@ -5,7 +5,7 @@ the output's lock, the lock itself, and the cleanup of a killed run's leftovers.
         if isinstance(claimed, FileResult):
             return claimed  # kept (current or stale), invalid input, or another run's
         prepared = prepare_file(job, ..., claimed.contents)  # the lock is held
-        claimed.hand_over()  # the writer releases it once the file is written
+        prepared = replace(prepared, claim=claimed.hand_over())  # the writer releases it
 
 Leaving the block without `hand_over()` (an error, a file that fails) releases the lock.
 """
@@ -19,17 +19,16 @@ from pathlib import Path
 
 from fastesm_extract.disk.fasta import FastaContents, read_fasta
 from fastesm_extract.disk.locks import OutputLocks
-from fastesm_extract.disk.resume import BUILD, ExistingOutput
 from fastesm_extract.disk.store import remove_leftover_temporaries
-from fastesm_extract.disk.verdict import known_input_sha256
+from fastesm_extract.disk.verdict import REBUILD, OutputVerdict, known_input_sha256
 from fastesm_extract.extract.handoff import Claim
 from fastesm_extract.extract.prepare import can_skip_reading
-from fastesm_extract.extract.publish import kept_result
-from fastesm_extract.results import LOCKED, FileJob, FileResult
+from fastesm_extract.extract.publish import kept_result, locked_result
+from fastesm_extract.results import FileJob, FileResult
 
 log = logging.getLogger("fastesm_extract")
 
-Examine = Callable[[FileJob, str, FastaContents | None], ExistingOutput]
+Examine = Callable[[FileJob, str, FastaContents | None], OutputVerdict]
 
 
 @contextlib.contextmanager
@@ -46,24 +45,24 @@ def claim_output(
     contents = None if can_skip_reading(job) else read_fasta(job.fasta)
     input_sha256 = contents.sha256 if contents else known_input_sha256(job)
     # Examined before locking: finished outputs are skipped without taking a lock.
-    if (existing := examine(job, input_sha256, contents)).verdict != BUILD:
+    if (existing := examine(job, input_sha256, contents)).verdict != REBUILD:
         yield kept_result(job, existing, failure_log)
         return
     if (holder := locks.try_acquire(job.output)) is not None:
         log.warning("%s is being computed by %s: skipped", job.output, holder)
-        yield FileResult(job=job, status=LOCKED, message=f"being computed by {holder}")
+        yield locked_result(job, holder)
         return
-    claim = None
+    claim = Claim(job, contents, "", locks)
     try:
         # Examined again under the lock: another run may have finished it meanwhile.
-        if (existing := examine(job, input_sha256, contents)).verdict != BUILD:
+        if (existing := examine(job, input_sha256, contents)).verdict != REBUILD:
             yield kept_result(job, existing, failure_log)
             return
         if existing.reason:
             log.warning("existing output %s will be rebuilt: %s", job.output, existing.reason)
         remove_leftover_temporaries(job.output)  # ours to remove: this run holds the lock
-        claim = Claim(job, contents, existing.reason)
+        claim.reason = existing.reason
         yield claim
     finally:
-        if claim is None or not claim.handed_over:
-            locks.release(job.output)
+        if not claim.handed_over:
+            claim.release()

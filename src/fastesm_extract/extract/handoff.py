@@ -20,21 +20,33 @@ from fastesm_extract.results import FileJob, TruncatedRecord
 
 if TYPE_CHECKING:
     from fastesm_extract.disk.fasta import FastaContents
+    from fastesm_extract.disk.locks import OutputLocks
     from fastesm_extract.extract.batching import BatchInputs
 
 
 @dataclass
 class Claim:
-    """The right to build `job.output`: this run holds its lock."""
+    """The right to build `job.output`, and the one owner of its lock from the claim to the
+    write: the claim block hands it over (`hand_over`) with the prepared file, and the
+    writer calls `release` once the file is written or abandoned. `release` is the one
+    place an output's lock is let go (a second call does nothing)."""
 
     job: FileJob
     contents: FastaContents | None  # the input, when it was read to be examined
     reason: str  # why an existing output is replaced ("" for a new one)
+    locks: OutputLocks | None = None  # the registry holding the lock (None: nothing locked)
     handed_over: bool = False
+    released: bool = False
 
-    def hand_over(self) -> None:
-        """The lock now belongs to whoever writes the file (released after publishing)."""
+    def hand_over(self) -> Claim:
+        """The lock now belongs to whoever writes the file; it must call `release`."""
         self.handed_over = True
+        return self
+
+    def release(self) -> None:
+        if self.locks is not None and not self.released:
+            self.released = True
+            self.locks.release(self.job.output)
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class PreparedFile:
     truncated: tuple[TruncatedRecord, ...]  # records longer than the truncation length
     started: str = ""
     rebuild_reason: str = ""  # why an existing output is being replaced, if one is
+    claim: Claim | None = None  # owns the output's lock until the file is written
 
     @property
     def n_truncated(self) -> int:

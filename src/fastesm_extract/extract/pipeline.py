@@ -106,7 +106,8 @@ class Extractor:
                     return claim
                 # The manifest vouches for the bytes parsed here, whatever was hashed first.
                 prepared = prepare_file(job, self.loaded, self.settings, claim.contents)
-                claim.hand_over()  # released once the file is written or abandoned
+                # The lock goes with the file: released once it is written or abandoned.
+                prepared = dataclasses.replace(prepared, claim=claim.hand_over())
         except NoUsableRecordsError as error:
             self.failure_log.record_many(job.fasta, error.contents.failures)
             contents = error.contents
@@ -157,7 +158,7 @@ class Extractor:
         try:
             return self._publish_locked(computed)
         finally:
-            self._locks.release(computed.prepared.job.output)
+            _release(computed.prepared)
 
     def _publish_locked(self, computed: ComputedFile) -> tuple[FileResult, FileOutput | None]:
         prepared = computed.prepared
@@ -215,7 +216,7 @@ class Extractor:
 
     def _device_failed(self, prepared: PreparedFile, error: DeviceFailedError) -> FileResult:
         """The file being computed when the device failed: not written, redone by a rerun."""
-        self._locks.release(prepared.job.output)
+        _release(prepared)
         message = f"not finished: the device failed ({error}); rerun to redo this file"
         return self._file_failed(prepared.job, FailureKind.DEVICE_ERROR, message)
 
@@ -319,3 +320,9 @@ def input_vanished(job: FileJob) -> bool:
 
 def vanished_message(job: FileJob) -> str:
     return f"the input vanished: {job.fasta} was deleted or moved during the run; no output"
+
+
+def _release(prepared: PreparedFile) -> None:
+    """The prepared file's output lock, let go by its owner (a job without output has none)."""
+    if prepared.claim is not None:
+        prepared.claim.release()

@@ -7,7 +7,9 @@
   file's hash is cached by its stat identity (size, mtime, inode, ctime), so a rerun costs a
   `stat` per file, not a read of the weights.
 - A module given in memory is known by a fingerprint of its parameters and buffers,
-  computed once per module and parameter version.
+  computed once per module and parameter version. Every manifest records the parameters'
+  fingerprint of the model that made it, so a module loaded from the same files and given
+  in memory finds the outputs a run by name made current.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class ModelIdentity:
     model_id: str
     revision: str | None = None
     commit_hash: str | None = None
-    fingerprint: str | None = None  # local folder or in-memory module: what its numbers come from
+    fingerprint: str | None = None  # a local folder's deciding files
+    parameters: str | None = None  # a module given in memory: its parameters' fingerprint
     hidden_size: int
     truncation_seq_length: int
 
@@ -183,9 +186,9 @@ def identity_of(
     """The one way every part of the tool names a model: for a module given in memory its
     parameters' fingerprint; for a local folder (`folder`, or `model_id` naming one) its
     files'; for a hub ID the commit."""
-    fingerprint = None
+    fingerprint = parameters = None
     if module is not None:
-        fingerprint = module_fingerprint(module)
+        parameters = module_fingerprint(module)
     elif (folder := folder or local_folder(model_id)) is not None:
         fingerprint = folder_fingerprint(folder)
     return ModelIdentity(
@@ -193,6 +196,7 @@ def identity_of(
         revision=revision,
         commit_hash=commit_hash,
         fingerprint=fingerprint,
+        parameters=parameters,
         hidden_size=hidden_size,
         truncation_seq_length=truncation_seq_length,
     )

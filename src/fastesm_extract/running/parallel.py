@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 from fastesm_extract.disk.failures import FailureKind, FailureLog
-from fastesm_extract.disk.resume import finished_before_death
+from fastesm_extract.disk.verdict import finished_before_death
 from fastesm_extract.errors import ModelLoadError
 from fastesm_extract.extract.progress import RunProgress
-from fastesm_extract.extract.publish import file_failed
-from fastesm_extract.results import FAILED, WRITTEN, FileJob, FileResult, RunSummary
+from fastesm_extract.extract.publish import file_failed, not_processed, written_before_death
+from fastesm_extract.results import FileJob, FileResult, RunSummary
 from fastesm_extract.running.config import RunConfig
 from fastesm_extract.running.dispatch import Answer, Dispatcher
 from fastesm_extract.running.script_guard import (
@@ -128,9 +128,7 @@ class _Run:
         elif kind == WorkerMessage.EXIT:
             # Files a stopped worker had taken but not begun (read ahead): not done.
             summary.results += [
-                FileResult(
-                    job=job, status=FAILED, message="not begun: its worker's device failed; rerun"
-                )
+                not_processed(job, "not begun: its worker's device failed; rerun")
                 for job in self._leave(i)
             ]
             summary.failure_log_problem = payload or summary.failure_log_problem
@@ -195,9 +193,7 @@ def run_on_devices(jobs: list[FileJob], config: RunConfig) -> RunSummary:
     done = {result.job.output for result in summary.results}
     for job in jobs:
         if job.output not in done:  # left when every worker had stopped
-            summary.results.append(
-                FileResult(job=job, status=FAILED, message="not processed: no worker left; rerun")
-            )
+            summary.results.append(not_processed(job, "not processed: no worker left; rerun"))
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -216,7 +212,7 @@ def _lost_files(
     message = f"worker process died (exit code {exitcode}); rerun to redo this file"
     log_file = FailureLog(failure_log)
     return [
-        FileResult(job=job, status=WRITTEN, message="written before its worker died")
+        written_before_death(job)
         if finished_before_death(job)
         else file_failed(job, FailureKind.WORKER_DIED, message, log_file)
         for job in jobs.values()
