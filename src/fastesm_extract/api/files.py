@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from typing_extensions import Unpack
 
 from fastesm_extract.api.models import model_for_call, models_by_name
 from fastesm_extract.disk.failures import FailureLog
@@ -21,10 +22,9 @@ from fastesm_extract.extract.pipeline import Extractor
 from fastesm_extract.model.identity import ModelIdentity
 from fastesm_extract.model.load import DEFAULT_MODEL, LoadedModel
 from fastesm_extract.results import FileJob, RunSummary
-from fastesm_extract.running.config import ModelSpec, resolve_config
+from fastesm_extract.running.config import ModelSpec, RunOptions, resolve_config
 from fastesm_extract.running.examine import examine_job, model_identity
 from fastesm_extract.running.runner import run
-from fastesm_extract.running.shards import Shard
 from fastesm_extract.running.sources import SplitSource, file_jobs
 from fastesm_extract.settings import (
     DEFAULT_DEVICE,
@@ -147,25 +147,9 @@ def extract_files(
     inputs: Sequence[str | Path],
     output_dir: str | Path | None = None,
     *,
-    model: str | torch.nn.Module | LoadedModel = DEFAULT_MODEL,
-    tokenizer: object | None = None,
-    revision: str | None = None,
-    dtype: str | None = None,
-    device: str = DEFAULT_DEVICE,
-    devices: str | Sequence[str] | None = None,
-    shard: Shard | str | None = None,
-    toks_per_batch: int = DEFAULT_TOKS_PER_BATCH,
-    truncation_seq_length: int = DEFAULT_TRUNCATION_SEQ_LENGTH,
-    overwrite: bool = False,
-    redo_stale: bool = False,
-    accept_invalid: bool = False,
-    accept_stale: bool = False,
-    failure_log: str | Path | None = None,
-    show_progress: bool = True,
-    compile: bool = False,
-    compile_cache: str | Path | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    **options: Unpack[RunOptions],
 ) -> RunSummary:
     """Embed many FASTA files (or folders of them) with the model loaded once per device.
 
@@ -191,32 +175,13 @@ def extract_files(
     that share of the files is done, and a torchrun shard (`shard_from_environment()`) puts
     the default device "cuda" on the rank's own GPU, `cuda:LOCAL_RANK`.
     """
-    config = resolve_config(
-        log_dir=output_dir,
-        model=model,
-        tokenizer=tokenizer,
-        revision=revision,
-        dtype=dtype,
-        device=device,
-        devices=devices,
-        shard=shard,
-        toks_per_batch=toks_per_batch,
-        truncation_seq_length=truncation_seq_length,
-        overwrite=overwrite,
-        redo_stale=redo_stale,
-        accept_invalid=accept_invalid,
-        accept_stale=accept_stale,
-        failure_log=failure_log,
-        show_progress=show_progress,
-        compile=compile,
-        compile_cache=compile_cache,
-    )
+    config = resolve_config(log_dir=output_dir, **options)
     jobs = file_jobs(list(inputs), output_dir, config.failure_log, include, exclude)
     return run(jobs, config)
 
 
 def extract_split(
-    fasta: str | Path, output_dir: str | Path, records_per_part: int, **options
+    fasta: str | Path, output_dir: str | Path, records_per_part: int, **options: Unpack[RunOptions]
 ) -> tuple[list[SplitPart], RunSummary]:
     """Embed one large FASTA as `output_dir/output_1_ESM.pt`, `output_2_ESM.pt`, ...
 

@@ -15,8 +15,10 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import torch
+from typing_extensions import Unpack
 
 from fastesm_extract.disk.layout import FAILURE_LOG_NAME
 from fastesm_extract.errors import InputError, ModelLoadError
@@ -102,27 +104,43 @@ def device_for_shard(device: str, shard: Shard | None) -> str:
     return device
 
 
+class RunOptions(TypedDict, total=False):
+    """The keywords of a run, listed once: `resolve_config` takes them, and `extract_files`
+    and `extract_split` pass them on (an IDE shows them through `Unpack`)."""
+
+    model: str | torch.nn.Module | LoadedModel  # hub ID, folder, module or LoadedModel
+    tokenizer: object | None  # a module's tokenizer (default: its own, else its checkpoint's)
+    revision: str | None  # hub branch, tag or commit
+    dtype: str | None  # float16 (CUDA default), bfloat16 or float32 (the CPU's)
+    device: str  # "cuda" (default), "cuda:N" or "cpu"
+    devices: str | Sequence[str] | None  # several: one worker each ("all", "cuda:0,cuda:1")
+    shard: Shard | str | None  # this share of the files ("K/N")
+    toks_per_batch: int  # padded-token budget of a batch (2048)
+    truncation_seq_length: int  # residues kept per record (1024)
+    overwrite: bool  # recompute every output
+    redo_stale: bool  # rebuild outputs of another model or truncation
+    accept_invalid: bool  # records failed for an input reason do not fail the run
+    accept_stale: bool  # outputs of another model or truncation do not fail the run
+    failure_log: str | Path | None  # default: extraction_failures.log in the output folder
+    show_progress: bool  # a progress bar and batch logs
+    compile: bool  # the forward through torch.compile
+    compile_cache: str | Path | None  # the folder of its on-disk caches
+
+
+_DEFAULTS: RunOptions = {
+    "model": DEFAULT_MODEL,
+    "device": DEFAULT_DEVICE,
+    "toks_per_batch": DEFAULT_TOKS_PER_BATCH,
+    "truncation_seq_length": DEFAULT_TRUNCATION_SEQ_LENGTH,
+    "show_progress": True,
+}
+
+
 def resolve_config(
     *,
-    model: str | torch.nn.Module | LoadedModel = DEFAULT_MODEL,
-    tokenizer: object | None = None,
-    revision: str | None = None,
-    dtype: str | None = None,
-    device: str = DEFAULT_DEVICE,
-    devices: str | Sequence[str] | None = None,
-    shard: Shard | str | None = None,
     environ: Mapping[str, str] | None = None,
-    toks_per_batch: int = DEFAULT_TOKS_PER_BATCH,
-    truncation_seq_length: int = DEFAULT_TRUNCATION_SEQ_LENGTH,
-    overwrite: bool = False,
-    redo_stale: bool = False,
-    accept_invalid: bool = False,
-    accept_stale: bool = False,
-    failure_log: str | Path | None = None,
     log_dir: str | Path | None = None,
-    show_progress: bool = True,
-    compile: bool = False,
-    compile_cache: str | Path | None = None,
+    **options: Unpack[RunOptions],
 ) -> RunConfig:
     """The one place front-end arguments become a `RunConfig`.
 
@@ -138,6 +156,15 @@ def resolve_config(
     `ValueError` for several devices with a model not given by name (each worker loads its
     own).
     """
+    if unknown := sorted(set(options) - set(RunOptions.__annotations__)):
+        raise TypeError(f"unknown option(s): {', '.join(unknown)}")
+    given: dict = {**_DEFAULTS, **options}
+    model, device, devices = given["model"], given["device"], given.get("devices")
+    shard, compile, compile_cache = (
+        given.get("shard"),
+        given.get("compile", False),
+        given.get("compile_cache"),
+    )
     if isinstance(shard, str):
         shard = parse_shard(shard)
     elif shard is None and environ is not None:
@@ -146,25 +173,26 @@ def resolve_config(
         chosen = parse_devices(devices)
     else:
         chosen = check_devices(list(devices) if devices else [device_for_shard(device, shard)])
-    spec = ModelSpec(model, tokenizer, revision, dtype)
+    spec = ModelSpec(model, given.get("tokenizer"), given.get("revision"), given.get("dtype"))
     if len(chosen) > 1 and not spec.by_name:
         raise ValueError("several devices need the model by name: each worker loads its own")
     folder = Path(log_dir) if log_dir is not None else Path.cwd()
+    failure_log = given.get("failure_log")
     log_path = Path(failure_log) if failure_log is not None else folder / FAILURE_LOG_NAME
     check_failure_log(log_path)
     if compile_cache is not None and not compile:
         raise InputError("--compile-cache (compile_cache) needs --compile (compile=True)")
     settings = ExtractionSettings(
-        toks_per_batch=toks_per_batch,
-        truncation_seq_length=truncation_seq_length,
-        overwrite=overwrite,
-        redo_stale=redo_stale,
-        accept_invalid=accept_invalid,
-        accept_stale=accept_stale,
+        toks_per_batch=given["toks_per_batch"],
+        truncation_seq_length=given["truncation_seq_length"],
+        overwrite=given.get("overwrite", False),
+        redo_stale=given.get("redo_stale", False),
+        accept_invalid=given.get("accept_invalid", False),
+        accept_stale=given.get("accept_stale", False),
         compile=compile,
         compile_cache=compile_cache_folder(compile_cache) if compile_cache else None,
     )
-    return RunConfig(spec, tuple(chosen), shard, settings, log_path, show_progress)
+    return RunConfig(spec, tuple(chosen), shard, settings, log_path, given["show_progress"])
 
 
 def compile_cache_folder(folder: str | Path) -> str:
