@@ -13,6 +13,7 @@ from fastesm_extract.errors import EXIT_FAILURES, EXIT_OK, InputError, MergeErro
 from fastesm_extract.merge.folders import MergeOutcome, merge_folder
 from fastesm_extract.merge.pairs import merge_files
 from fastesm_extract.results import FAILED, SKIPPED, STALE, WRITTEN
+from fastesm_extract.running.signals import describe, exit_status, stop_signals_as_interrupt
 
 MERGE = "fastesm-extract merge"
 
@@ -58,6 +59,20 @@ def merge_exit_status(outcomes: list[MergeOutcome], accept_stale: bool) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
+    """`merge`, stopped cleanly by Ctrl-C, SIGTERM or SIGHUP: the file being written is
+    abandoned (its temporary removed), finished merged files are kept, exit 128 + signal."""
+    try:
+        with stop_signals_as_interrupt():
+            return _run_merge(args)
+    except KeyboardInterrupt as interrupt:
+        print(
+            f"{MERGE}: {describe(interrupt)}; finished merged files are kept, rerun to resume",
+            file=sys.stderr,
+        )
+        return exit_status(interrupt)
+
+
+def _run_merge(args: argparse.Namespace) -> int:
     dnabert_s, output = Path(args.dnabert_s), Path(args.output)
     esm = Path(args.esm) if args.esm is not None else None
     for name in ("expect_dim", "dnabert_s_dim"):

@@ -26,7 +26,7 @@ from fastesm_extract.disk.manifest import (
     utc_now,
     write_manifest,
 )
-from fastesm_extract.disk.store import atomic_write
+from fastesm_extract.disk.store import atomic_write, remove_leftover_temporaries
 from fastesm_extract.disk.verdict import MERGED_KIND, read_merged_manifest
 
 log = logging.getLogger("fastesm_extract")
@@ -117,6 +117,7 @@ def save_merged_atomic(path: str | Path, result: MergeResult) -> None:
 def write_merge(out_path: Path, dnabert_s_path: Path, esm_path: Path, result: MergeResult) -> None:
     """The merged file and then its manifest; a kill in between leaves a merged file whose
     manifest is gone, which the next run compares with its inputs' merge."""
+    remove_leftover_temporaries(out_path)  # a killed merge's, never cleaned otherwise
     forget_merged_manifest(out_path)  # the old one no longer describes what is written
     save_merged_atomic(out_path, result)
     write_merged_manifest(out_path, dnabert_s_path, esm_path, result)
