@@ -15,6 +15,7 @@ from fastesm_extract import extract_files
 from fastesm_extract.cli.main import main
 from fastesm_extract.disk.manifest import read_manifest
 from fastesm_extract.disk.store import load_embeddings, save_embeddings_atomic
+from fastesm_extract.model.identity import folder_fingerprint
 
 
 def run(loaded, inputs, out, **options):
@@ -225,7 +226,9 @@ def test_plan_estimates_time_from_the_last_measured_rate(
     assert main([*argv, "--device", "cpu", "-q"]) == 0  # the run records its rate
     rates = json.loads((tmp_path / "cache" / "rates.json").read_text())
     ((key, entry),) = rates.items()
-    assert key.startswith(f"{argv[5]} @ cpu") and entry["records_per_s"] > 0
+    # Keyed by the checkpoint's files, not the spelling of --model (issue 27 item 8).
+    assert key.startswith(f"files:{folder_fingerprint(argv[5])[:16]} @ cpu")
+    assert entry["records_per_s"] > 0
     write_fasta(folder / "output_4.fa", random_proteins(30, 5, 30, seed=4))
     assert main(["plan", *argv[1:], "--device", "cpu"]) == 0
     err = capsys.readouterr().err

@@ -157,3 +157,37 @@ def test_a_module_changed_in_memory_is_another_model(tmp_path, proteins, two_che
     assert not all(torch.equal(a, b) for a, b in zip(first, again))
     stored = torch.load(out, weights_only=True)
     assert all(torch.equal(a, b) for a, b in zip(stored["data"], again))
+
+
+def test_rates_belong_to_the_checkpoint_not_the_spelling_of_its_path(
+    tmp_path, proteins, two_checkpoints, monkeypatch, capsys
+):
+    """A relative and an absolute path to one checkpoint share a measured rate; another
+    checkpoint under the same relative name does not (issue 27 item 8)."""
+    monkeypatch.setenv("FASTESM_EXTRACT_CACHE", str(tmp_path / "cache"))
+    for where, checkpoint in zip(("a", "b"), two_checkpoints):
+        shutil.copytree(checkpoint, tmp_path / where / "ckpt")
+    monkeypatch.chdir(tmp_path / "a")
+    assert extract(proteins, tmp_path / "out", "ckpt") == EXIT_OK  # measures a rate
+    more = write_fasta(tmp_path / "in" / "q.fa", random_proteins(4, 5, 30, seed=4))
+
+    def plan(model) -> str:
+        capsys.readouterr()
+        main(
+            [
+                "plan",
+                str(more),
+                "-o",
+                str(tmp_path / "out"),
+                "--model",
+                str(model),
+                "--device",
+                "cpu",
+            ]
+        )
+        return capsys.readouterr().err
+
+    assert "time: about" in plan(tmp_path / "a" / "ckpt")  # absolute: the same checkpoint
+    assert "time: about" in plan("ckpt")
+    monkeypatch.chdir(tmp_path / "b")
+    assert "time: unknown" in plan("ckpt")  # the same words, another checkpoint

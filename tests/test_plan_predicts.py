@@ -9,6 +9,7 @@ import pytest
 from helpers import random_proteins, write_fasta
 
 from fastesm_extract.cli.main import main
+from fastesm_extract.model.identity import folder_fingerprint
 from fastesm_extract.running import rates
 
 MODEL = "someone/tiny"
@@ -79,7 +80,7 @@ def test_plan_creates_no_output_folder(tiny_checkpoint, tmp_path):
 def test_a_damaged_cached_rate_is_ignored(tiny_checkpoint, tmp_path, monkeypatch, capsys, bad):
     monkeypatch.setenv("FASTESM_EXTRACT_CACHE", str(tmp_path / "cache"))
     fasta = write_fasta(tmp_path / "a.fa", random_proteins(5, 5, 20))
-    key = f"{tiny_checkpoint} @ {rates.device_label(['cpu'])}"
+    key = f"files:{folder_fingerprint(tiny_checkpoint)[:16]} @ {rates.device_label(['cpu'])}"
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "rates.json").write_text(
         f'{{"{key}": {{"records_per_s": {bad}, "measured": "2026-01-01T00:00:00Z"}}}}'

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 # The original ESM2 settings (fair-esm's extract.py), the defaults of every entry point.
 DEFAULT_TOKS_PER_BATCH = 2048
@@ -45,3 +46,11 @@ def lock_stale_after_s() -> float:
 
 
 __version__ = "0.1.0"
+
+
+def cache_folder() -> Path:
+    """Where the tool keeps what it measured or hashed between runs: FASTESM_EXTRACT_CACHE,
+    else `$XDG_CACHE_HOME/fastesm-extract`, else `~/.cache/fastesm-extract`."""
+    if folder := os.environ.get("FASTESM_EXTRACT_CACHE"):
+        return Path(folder)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastesm-extract"

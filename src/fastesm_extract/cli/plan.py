@@ -23,7 +23,7 @@ from fastesm_extract.running.examine import (
     examine_job,  # AUTO
     model_identity,
 )
-from fastesm_extract.running.rates import device_label, known_rate
+from fastesm_extract.running.rates import device_label, known_rate, rate_model
 from fastesm_extract.running.shards import shard_jobs
 from fastesm_extract.settings import ExtractionSettings
 
@@ -89,7 +89,7 @@ def print_plan(jobs: list[FileJob], config: RunConfig) -> tuple[int, dict]:
     to_embed = sum(
         item.n_records or 0 for item in planned if action_of(item) in ("write", "rebuild")
     )
-    print_time_estimate(config, identity.model_id, to_embed)
+    print_time_estimate(config, identity, to_embed)
     not_current = sum(actions[name] for name in _NOT_CURRENT if name != "stale")
     if not config.settings.accept_stale:
         not_current += actions["stale"]
@@ -116,12 +116,14 @@ def print_plan(jobs: list[FileJob], config: RunConfig) -> tuple[int, dict]:
     return status, plan_as_dict(planned, identity, config.failure_log)
 
 
-def print_time_estimate(config: RunConfig, model_id: str, records: int) -> None:
+def print_time_estimate(config: RunConfig, identity: ModelIdentity, records: int) -> None:
     """Time to embed `records`, from the last measured rate of this model on this device."""
     if not records:
         return
     device = device_label(config.devices)
-    rate = known_rate(model_id, device) if isinstance(config.model.model, str) else None
+    model_id = identity.model_id
+    by_name = isinstance(config.model.model, str)
+    rate = known_rate(rate_model(identity, model_id), device) if by_name else None
     if rate is None:
         print(
             f"  time: unknown for {model_id} on {device} (no run measured yet; a run records "

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from fastesm_extract.settings import cache_folder
+
 log = logging.getLogger("fastesm_extract")
 
 # The files of a checkpoint folder that decide its numbers (README, licences and training
@@ -69,8 +71,7 @@ class ModelIdentity:
 
 
 def _cache_path() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "fastesm-extract" / "file-hashes.json"
+    return cache_folder() / "file-hashes.json"
 
 
 def _stat_key(path: Path) -> str:

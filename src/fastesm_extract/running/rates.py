@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ import torch
 
 from fastesm_extract.disk.manifest import device_name, utc_now
 from fastesm_extract.disk.store import atomic_write
+from fastesm_extract.model.identity import ModelIdentity
+from fastesm_extract.settings import cache_folder
 
 log = logging.getLogger("fastesm_extract")
 
@@ -28,10 +29,7 @@ _WEIGHT_CAP = 100_000
 
 
 def rates_path() -> Path:
-    if folder := os.environ.get("FASTESM_EXTRACT_CACHE"):
-        return Path(folder) / "rates.json"
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "fastesm-extract" / "rates.json"
+    return cache_folder() / "rates.json"
 
 
 def device_label(devices: tuple[str, ...] | list[str]) -> str:
@@ -47,6 +45,15 @@ def device_label(devices: tuple[str, ...] | list[str]) -> str:
 class KnownRate:
     records_per_s: float
     measured: str  # UTC time of the run it comes from
+
+
+def rate_model(identity: ModelIdentity | None, name: str) -> str:
+    """The model a rate belongs to, not its spelling: a local folder by its files'
+    fingerprint (a relative and an absolute path to one checkpoint share a rate, unrelated
+    folders of one relative name do not); a hub model by its ID."""
+    if identity is not None and identity.fingerprint:
+        return f"files:{identity.fingerprint[:16]}"
+    return name
 
 
 def _key(model_id: str, device: str) -> str:

@@ -25,9 +25,9 @@ from fastesm_extract.results import (
     RunSummary,
 )
 from fastesm_extract.running.config import ModelSpec, RunConfig
-from fastesm_extract.running.examine import kept_without_model
+from fastesm_extract.running.examine import kept_without_model, model_identity
 from fastesm_extract.running.parallel import run_on_devices
-from fastesm_extract.running.rates import device_label, record_rate
+from fastesm_extract.running.rates import device_label, rate_model, record_rate
 from fastesm_extract.running.shards import shard_jobs
 from fastesm_extract.running.signals import describe
 from fastesm_extract.running.sources import check_writable
@@ -134,7 +134,8 @@ def run(jobs: Jobs, config: RunConfig) -> RunSummary:
     summary.seconds = time.perf_counter() - started
     if summary.model_loaded and summary.records_embedded and config.model.by_name:
         label = device_label(config.devices)
-        record_rate(config.model.model, label, summary.records_embedded, summary.seconds)
+        model = rate_model(model_identity(config.model, config.settings), config.model.model)
+        record_rate(model, label, summary.records_embedded, summary.seconds)
     log.info(
         "done in %.1f s: %d files written, %d skipped, %d stale, %d failed; %d records "
         "embedded, %d failed, %d truncated",
