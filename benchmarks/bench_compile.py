@@ -24,7 +24,7 @@ from baselines import ModelShape
 from cli_common import publish
 from compile_runs import ARCHITECTURES, graph_keys, time_fresh_start
 from machine import REPO_ROOT, environment
-from report import header
+from markdown import header
 from workload import write_workload
 
 TINY = ModelShape(layers=2, hidden=32, heads=4, intermediate=128)  # tests/conftest.py's

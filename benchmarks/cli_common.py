@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from machine import REPO_ROOT
-from report import update_markdown
+from markdown import update_markdown
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, defaults: str = "per mode") -> None:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import QUIET_LOAD, Agreement, Timing
-from machine import REPO_ROOT, machine_line
+from machine import REPO_ROOT
+from markdown import header, update_markdown, yes_no
+from report_gpu import render_diagnosis, render_gpu, render_gpu_compile
 
 if TYPE_CHECKING:
     from modes import ModeResult
@@ -35,34 +36,6 @@ TITLES = {
     "cpu-model": "(c) CPU end-to-end: small real ESM2 (random weights) vs the pure forward time",
     "workers": "Workers: one process vs one worker process per device",
 }
-
-
-def yes_no(ok: bool) -> str:
-    return "**yes**" if ok else "**no**"
-
-
-def update_markdown(path: Path, mode: str, lines: list[str]) -> None:
-    """Replace the section between this mode's markers (or append it)."""
-    begin, end = f"<!-- BEGIN bench:{mode} -->", f"<!-- END bench:{mode} -->"
-    section = "\n".join([begin, *lines, end])
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
-def header(title: str, environment: dict, settings: str) -> list[str]:
-    return [
-        f"### {title}",
-        "",
-        f"- Measured: {environment['date']}",
-        f"- Machine: {machine_line(environment)}",
-        f"- Settings: {settings}",
-        "",
-    ]
 
 
 def agreement_line(agreement: Agreement) -> str:
@@ -178,8 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--diagnose-json", type=Path, help="gpu_diagnose.json -> its section")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
-    from report_gpu import render_diagnosis, render_gpu, render_gpu_compile  # imports this
-
     if args.gpu_json is None and args.diagnose_json is None:
         parser.error("give --gpu-json and/or --diagnose-json")
     if args.gpu_json is not None:

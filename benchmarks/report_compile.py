@@ -5,7 +5,7 @@ Targets refer to the architecture that ships, the FastESM stand-in.
 
 from __future__ import annotations
 
-from report import yes_no
+from markdown import yes_no
 
 COMPILE_TARGETS = {
     "records_per_s": 2_500.0,  # compiled, at the best budget

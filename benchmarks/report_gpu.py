@@ -6,7 +6,7 @@ Renders partial records too: a step that failed or never ran is named, the other
 
 from __future__ import annotations
 
-from report import yes_no
+from markdown import yes_no
 from report_compile import render_compile
 
 GPU_TARGETS = {"vs_floor_2048": 1.10, "records_per_s": 2_500.0, "fp16_min_cosine": 0.9999}

@@ -122,3 +122,29 @@ def test_no_module_imports_itself_back_through_others():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+def test_the_benchmark_scripts_import_each_other_without_a_cycle():
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    scripts = {path.stem: path for path in folder.glob("*.py")}
+    graph = {}
+    for name, path in scripts.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in scripts:
+                targets.add(node.module)
+            elif isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names if alias.name in scripts}
+        graph[name] = targets
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        for target in sorted(graph[name]):
+            if target in path:
+                pytest.fail("benchmark import cycle: " + " -> ".join([*path, target]))
+            if target not in done:
+                visit(target, [*path, target])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [name])
