@@ -1,19 +1,27 @@
-"""Resume: is an existing output current, stale, or to be (re)built? (see `currency`)
+"""Is this output current? One answer, `judge(output, basis)`, for every output the tool
+writes and every part of it that asks (plan, the runner's pre-scan, the claim, the drop-in,
+merge), in one vocabulary: `Verdict` CURRENT, REBUILD (why), STALE (why), LOCKED, INVALID.
+The rules of what makes an output current are in `currency`; the model's identity is built
+in `model.identity`.
 
-Decided from the output itself and its manifest, never by recomputing:
-- no output, `--overwrite`, an output that does not load, or a damaged manifest -> build;
-- a pending manifest (a run died between output and manifest) -> build;
-- an output that is not the one its manifest describes (copied or moved over it) -> build;
-- the input content changed since the output was made -> build;
+For an `_ESM.pt` (`EsmBasis`), decided from the output itself and its manifest, never by
+recomputing:
+- no output, `--overwrite`, an output that does not load, or a damaged manifest -> rebuild;
+- a pending manifest (a run died between output and manifest) -> rebuild;
+- an output that is not the one its manifest describes (copied or moved over it) -> rebuild;
+- the input content changed since the output was made -> rebuild;
 - an output with 0 records, or one whose manifest lists records that failed for a passing
-  reason (out of memory, batch error, ...) -> build, so those records are retried;
-- another model or truncation -> stale: kept and reported (built with `--redo-stale`);
-- an output without manifest (the original pipeline's) -> finished when its IDs are its
-  input's, built when they are not;
-- otherwise finished: skipped, and records that failed for an input reason are reported again.
-A file none of whose records is valid input has no output, only a "failed" manifest kept
+  reason (out of memory, batch error, ...) -> rebuild, so those records are retried;
+- another model or truncation -> stale: kept and reported (rebuilt with `--redo-stale`);
+- an output without manifest (the original pipeline's) -> current when its IDs are its
+  input's, rebuilt when they are not, stale when of another width;
+- otherwise current: skipped, and records that failed for an input reason are reported again.
+A file none of whose records is valid input has no output, only a "failed" record kept
 beside the failure log (`invalid_inputs.py`): while its input and model are unchanged it is
-reported again (`INVALID`) without being re-read into the failure log.
+INVALID, reported again without being re-read into the failure log.
+
+For a merged file (`MergedBasis`) and for the ESM side of a merge (`MergeInputBasis`), see
+their sections below.
 """
 
 from __future__ import annotations

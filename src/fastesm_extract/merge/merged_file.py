@@ -1,4 +1,5 @@
-"""A merged file's manifest (`x_merged.pt.json`) and the verdict on an existing merged file.
+"""A merged file: its content (`MergeResult`), its atomic write and its manifest
+(`x_merged.pt.json`); whether an existing one is current is `disk.verdict`'s to say.
 
 A merged file follows the rule of every output (see `currency`): it records what it was made
 from (both inputs' hashes and widths, the ESM model when known, the label) and the merged
