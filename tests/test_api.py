@@ -194,3 +194,21 @@ def test_embed_sequences_fails_bad_pairs_alone_never_raising(tiny_model):
         ("-", "invalid_header"),  # ("e",): no sequence
         ("-", "invalid_header"),  # None: no pair at all
     ]
+
+
+def test_readmes_drop_in_takes_a_module_without_a_tokenizer_attribute(tiny_checkpoint, tmp_path):
+    """README's snippet, `extract_fast_esm(fasta, out, model)`, on an ESM-family module that
+    has no `tokenizer` attribute (transformers' EsmModel): the checkpoint's tokenizer is used,
+    and the rows equal a run of the same checkpoint by name (issue 27 item 3)."""
+    from transformers import EsmModel
+
+    module = EsmModel.from_pretrained(
+        tiny_checkpoint, attn_implementation="sdpa", add_pooling_layer=False
+    ).eval()
+    assert not hasattr(module, "tokenizer")
+    records = random_proteins(4, 5, 30, seed=9)
+    fasta = write_fasta(tmp_path / "p.fa", records)
+    ids, data = extract_fast_esm(fasta, tmp_path / "p_ESM.pt", module, device="cpu")
+    by_name = extract_fast_esm(fasta, tmp_path / "q_ESM.pt", str(tiny_checkpoint), device="cpu")
+    assert ids == by_name[0] == [record_id for record_id, _ in records]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(data, by_name[1]))
