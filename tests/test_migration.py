@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from Bio import SeqIO
 from helpers import random_proteins, write_fasta
 from test_merge import random_block, write_dnabert_s
 
@@ -57,11 +58,13 @@ def test_migrating_a_training_folder_to_another_model_in_place(
     assert f"model '{OLD_MODEL}' != " in err and "2560 dimensions, this model gives 32" in err
     assert {p.name: p.read_bytes() for p in folder.glob("*_ESM.pt")} == old_bytes
 
-    # 2. --redo-stale rebuilds them: every _ESM.pt is the new model's, with its manifest.
+    # 2. --redo-stale rebuilds them: every _ESM.pt is the new model's, with its manifest,
+    #    holding the FASTA's IDs (read by Biopython) in its order.
     assert main([*extract, "--redo-stale"]) == 0
     for stem in STEMS:
         proteins, data = load_embeddings(folder / f"{stem}_ESM.pt", 32)
-        assert len(proteins) == 5
+        fasta_ids = [record.id for record in SeqIO.parse(folder / f"{stem}.fa", "fasta")]
+        assert proteins == fasta_ids and len(fasta_ids) == 5
         assert read_manifest(folder / f"{stem}_ESM.pt")["model"]["hidden_size"] == 32
 
     # 3. Merge: the old 3328-wide merged files are rebuilt from the new features.
@@ -71,6 +74,14 @@ def test_migrating_a_training_folder_to_another_model_in_place(
     for stem in STEMS:
         merged = torch.load(folder / f"{stem}_merged.pt", weights_only=True)
         assert merged["data"].shape == (5, 768 + 32) and merged["labels"] == [1]
+        # The oracle: each row is torch.cat(DNABERT-S row, the new ESM row) of its ID.
+        dnabert_s = torch.load(folder / f"{stem}_DNABERT_S.pt", weights_only=True)
+        esm = torch.load(folder / f"{stem}_ESM.pt", weights_only=True)
+        esm_row = dict(zip(esm["proteins"], esm["data"]))
+        assert merged["ids"] == dnabert_s["nucleotide"] == esm["proteins"]
+        for row, seq_id, entry in zip(merged["data"], merged["ids"], dnabert_s["data"]):
+            nucleotide = torch.tensor(entry["mean_representation"])
+            assert torch.equal(row, torch.cat((nucleotide, esm_row[seq_id])))
         manifest = json.loads((folder / f"{stem}_merged.pt.json").read_text())
         assert manifest["inputs"]["esm"]["sha256"] == sha256_of(folder / f"{stem}_ESM.pt")
         assert manifest["inputs"]["esm"]["width"] == 32
