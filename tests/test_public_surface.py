@@ -46,7 +46,14 @@ def test_every_export_is_a_front_end_a_value_type_an_error_or_a_constant():
     value_types = {name for name, kind in kinds.items() if kind == "value type"}
     assert {"AuditReport", "FileAudit", "RowCheck", "TruncatedRecord"} <= value_types
     errors = {name for name, kind in kinds.items() if kind == "error"}
-    assert {"ExtractError", "InputError", "ModelLoadError", "FastaError", "OutputError", "StaleOutputError"} <= errors
+    assert {
+        "ExtractError",
+        "InputError",
+        "ModelLoadError",
+        "FastaError",
+        "OutputError",
+        "StaleOutputError",
+    } <= errors
     for name in errors:  # each carries the exit status the command line ends with
         assert getattr(fastesm_extract, name).exit_status in (1, 2), name
 
