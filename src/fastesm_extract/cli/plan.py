@@ -16,6 +16,7 @@ from fastesm_extract.disk.locks import live_lock_holder
 from fastesm_extract.disk.verdict import CURRENT, INVALID, LOCKED, REBUILD, OutputVerdict
 from fastesm_extract.errors import FastaError, InputError
 from fastesm_extract.extract.prepare import holds_only_nucleotides, refuse_nucleotide_records
+from fastesm_extract.merge.beside import merged_not_current
 from fastesm_extract.model.identity import ModelIdentity
 from fastesm_extract.results import FileJob, RunSummary, summary_as_dict
 from fastesm_extract.running.config import RunConfig
@@ -108,12 +109,26 @@ def print_plan(jobs: list[FileJob], config: RunConfig) -> tuple[int, dict]:
             "--accept-stale accepts them",
             file=sys.stderr,
         )
+    merged = merged_not_current(
+        (item.job.output, action_of(item) in ("write", "rebuild")) for item in planned
+    )
+    for path, why in merged:
+        print(f"{'merge':8} {'-':>8} {'-':>9}  {path}  ({why})")
+    if merged:
+        not_current += len(merged)
+        print(
+            f"  {len(merged)} merged files beside these outputs are not current: run "
+            "`fastesm-extract merge` again once the outputs are",
+            file=sys.stderr,
+        )
     if free is not None and total > free:
         print(
             f"  WARNING: not enough free disk ({_size(free)}) for {_size(total)}", file=sys.stderr
         )
     status = 1 if not_current else 0
-    return status, plan_as_dict(planned, identity, config.failure_log)
+    data = plan_as_dict(planned, identity, config.failure_log)
+    data["plan"]["merged"] = [{"output": str(path), "reason": why} for path, why in merged]
+    return status, data
 
 
 def print_time_estimate(config: RunConfig, identity: ModelIdentity, records: int) -> None:
