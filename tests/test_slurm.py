@@ -1,7 +1,8 @@
-"""README's Slurm job array, run as written on a real one-node Slurm cluster, on the CPU.
+"""The shipped Slurm job array (workflow/extract_array.sbatch, shown in docs/cluster.md), run
+as it is on a real one-node Slurm cluster, on the CPU.
 
-The cluster (tests/slurm_cluster.py) is started once per session; every job here runs
-README's script with `DEVICE=cpu` and a small remote-code checkpoint, and its outputs are
+The cluster (tests/slurm_cluster.py) is started once per session; every job here submits
+that file with `DEVICE=cpu` and a small remote-code checkpoint, and its outputs are
 compared byte for byte with one process's run over the same folder.
 """
 
@@ -14,17 +15,20 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_helpers import SECONDS_PER_BATCH, esm_outputs, leftovers, write_readme_script
+import torch
+from Bio import SeqIO
+from cluster_helpers import SECONDS_PER_BATCH, esm_outputs, leftovers
 from helpers import subprocess_environment
 from slurm_cluster import SlurmCluster, start_cluster
 
+from fastesm_extract.disk.store import save_embeddings_atomic
 from fastesm_extract.errors import InputError
 from fastesm_extract.running.shards import Shard, shard_from_environment, shard_jobs
 from fastesm_extract.running.sources import plan_jobs
 
 pytestmark = pytest.mark.slurm
 
-ARRAY_SCRIPT = "#SBATCH --array"  # marks README's job-array script
+ARRAY_SCRIPT = Path(__file__).resolve().parents[1] / "workflow" / "extract_array.sbatch"
 INFO_LINE = re.compile(r"\d\d:\d\d:\d\d INFO ")  # the run's log (the script has no --quiet)
 
 
@@ -53,9 +57,8 @@ def submit_readme_array(
     *options: str,
     extra_env: dict[str, str] | None = None,
 ) -> str:
-    """`sbatch --array=ARRAY` README's script, as written, on the CPU; returns the job ID."""
+    """`sbatch --array=ARRAY` the shipped script, as it is, on the CPU; returns the job ID."""
     workdir.mkdir(parents=True, exist_ok=True)
-    script = write_readme_script(ARRAY_SCRIPT, workdir / "fastesm_array.sbatch")
     env = {
         **subprocess_environment(),
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
@@ -67,7 +70,7 @@ def submit_readme_array(
     }
     # The node has the machine's real CPUs (2 in CI): one per task instead of README's 4.
     return cluster.sbatch(
-        script, f"--array={array}", "--cpus-per-task=1", *options, env=env, cwd=workdir
+        ARRAY_SCRIPT, f"--array={array}", "--cpus-per-task=1", *options, env=env, cwd=workdir
     )
 
 
@@ -152,6 +155,41 @@ def test_array_forms_users_write_map_to_shards_or_are_refused(
     assert not (tmp_path / "refused" / "esm").exists()
 
 
+def test_a_migration_keeps_another_models_outputs_until_submitted_with_redo_stale(
+    slurm_cluster, cluster_proteins, cluster_checkpoint, cluster_reference, tmp_path
+):
+    out = tmp_path / "esm"
+    generator = torch.Generator().manual_seed(3)
+    for job in plan_jobs([cluster_proteins], out):  # ESM2-3B features, no manifest
+        ids = [record.id for record in SeqIO.parse(job.fasta, "fasta")]
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        old = torch.randn(len(ids), 2560, generator=generator)
+        save_embeddings_atomic(job.output, ids, list(old))
+    old = esm_outputs(out)
+
+    kept = submit_readme_array(slurm_cluster, tmp_path, cluster_proteins, cluster_checkpoint, "1-2")
+    tasks = slurm_cluster.wait(kept, timeout=300)
+    assert states(tasks) == {"1": ("FAILED", "1:0"), "2": ("FAILED", "1:0")}
+    assert esm_outputs(out) == old  # kept, byte for byte
+    for task, share in zip("12", (5, 5)):
+        log = task_log(tmp_path, kept, task)
+        assert f"{share} stale outputs kept, NOT current" in log, log
+        assert "2560 dimensions, this model gives 32" in log and "--redo-stale" in log
+
+    redone = submit_readme_array(
+        slurm_cluster,
+        tmp_path,
+        cluster_proteins,
+        cluster_checkpoint,
+        "1-2",
+        extra_env={"REDO_STALE": "1"},
+    )
+    tasks = slurm_cluster.wait(redone, timeout=300)
+    assert states(tasks) == {"1": ("COMPLETED", "0:0"), "2": ("COMPLETED", "0:0")}
+    assert esm_outputs(out) == cluster_reference  # bitwise what a fresh run writes
+    assert folder_contents(out) == finished_outputs_only(cluster_reference)
+
+
 def share_outputs(proteins: Path, out: Path, index: int, count: int) -> list[Path]:
     """The outputs task `index + 1` of a `1-count` array writes (the CLI's own sharding)."""
     return [job.output for job in shard_jobs(plan_jobs([proteins], out), Shard(index, count, ""))]
@@ -209,9 +247,9 @@ def test_scancel_and_time_limit_mid_run_then_resubmitting_completes_every_output
     assert esm_outputs(out) == cluster_reference  # bitwise, every file
     assert leftovers(out) == []
     assert folder_contents(out) == finished_outputs_only(cluster_reference)
+    summary_line = re.compile(r"^fastesm-extract: \d+ written, (\d+) skipped", re.M)
     skipped = sum(
-        int(task_log(tmp_path, again, task).split(" written, ")[1].split(" skipped")[0])
-        for task in ("1", "2")
+        int(summary_line.search(task_log(tmp_path, again, task))[1]) for task in ("1", "2")
     )
     assert skipped == len(kept)  # finished outputs were not recomputed
 
