@@ -22,7 +22,7 @@ from fastesm_extract.extract.pipeline import Extractor
 from fastesm_extract.model.identity import ModelIdentity
 from fastesm_extract.model.load import DEFAULT_MODEL, LoadedModel
 from fastesm_extract.results import FileJob, RunSummary
-from fastesm_extract.running.config import ModelSpec, RunOptions, resolve_config
+from fastesm_extract.running.config import ModelSpec, RunOptions, options_from, resolve_config
 from fastesm_extract.running.examine import examine_job, model_identity
 from fastesm_extract.running.runner import run
 from fastesm_extract.running.sources import SplitSource, file_jobs
@@ -110,20 +110,10 @@ def extract_fast_esm(
     `compile` runs the forward through torch.compile (see `extract_files`); called once per
     file, later calls reuse the compiled graphs.
     """
+    given = dict(locals())  # the parameters named as the run's keywords (RunOptions)
     device = str(device) if device is not None else None
-    config = resolve_config(
-        model=DEFAULT_MODEL if model is None else model,
-        tokenizer=tokenizer,
-        device=device or DEFAULT_DEVICE,
-        toks_per_batch=toks_per_batch,
-        truncation_seq_length=truncation_seq_length,
-        overwrite=overwrite,
-        redo_stale=redo_stale,
-        failure_log=failure_log,
-        show_progress=False,
-        compile=compile,
-        compile_cache=compile_cache,
-    )
+    chosen = dict(model=DEFAULT_MODEL if model is None else model, device=device or DEFAULT_DEVICE)
+    config = resolve_config(**options_from(given, show_progress=False, **chosen))
     outputs = [out_file, manifest_path(out_file)] if out_file is not None else []
     refuse_writing_over_inputs(
         [fasta_file], [config.failure_log, *outputs], "give another out_file"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from fastesm_extract.cli.arguments import build_parser
 from fastesm_extract.cli.audit import run_audit
-from fastesm_extract.cli.merge import run_merge
+from fastesm_extract.cli.merge import print_failed, run_merge
 from fastesm_extract.cli.plan import print_plan
 from fastesm_extract.cli.summary import (
     error_summary,
@@ -42,7 +42,7 @@ from fastesm_extract.results import (
     WRITTEN,
     RunSummary,
 )
-from fastesm_extract.running.config import resolve_config
+from fastesm_extract.running.config import options_from, resolve_config
 from fastesm_extract.running.runner import run
 from fastesm_extract.running.signals import describe, exit_status, stop_signals_as_interrupt
 from fastesm_extract.running.sources import SplitSource, file_jobs
@@ -77,10 +77,7 @@ def print_summary(summary: RunSummary) -> None:
             "device) to do the rest",
             file=sys.stderr,
         )
-    for result in failed_files[:20]:
-        print(f"  FAILED {escape(f'{result.job.fasta}: {result.message}')}", file=sys.stderr)
-    if len(failed_files) > 20:
-        print(f"  ... and {len(failed_files) - 20} more", file=sys.stderr)
+    print_failed([f"{result.job.fasta}: {result.message}" for result in failed_files])
     if stale := summary.count(STALE):
         verdict = "accepted (--accept-stale)" if summary.accept_stale else "NOT current"
         print(
@@ -168,24 +165,9 @@ def _extract(args: argparse.Namespace) -> tuple[int, dict]:
             return _usage("--include/--exclude select files in folders: not --split-every")
     try:
         config = resolve_config(
-            model=args.model,
-            revision=args.revision,
-            dtype=args.dtype,
-            device=args.device,
-            devices=args.devices,
-            shard=args.shard,
             environ=os.environ,  # a Slurm array task or torchrun rank without --shard
-            toks_per_batch=args.toks_per_batch,
-            truncation_seq_length=args.truncation_seq_length,
-            overwrite=args.overwrite,
-            redo_stale=args.redo_stale,
-            accept_invalid=args.accept_invalid,
-            accept_stale=args.accept_stale,
-            failure_log=args.failure_log,
             log_dir=args.output_dir,
-            show_progress=not args.quiet,
-            compile=args.compile,
-            compile_cache=args.compile_cache,
+            **options_from(args, show_progress=not args.quiet),
         )
         with stop_signals_as_interrupt(), logging_redirect_tqdm():
             if planning:

@@ -18,6 +18,14 @@ from fastesm_extract.running.signals import describe, exit_status, stop_signals_
 MERGE = "fastesm-extract merge"
 
 
+def print_failed(messages: list[str], limit: int = 20) -> None:
+    """`FAILED <message>` (escaped: one line each) for the first `limit`, then how many more."""
+    for message in messages[:limit]:
+        print(f"  FAILED {escape(message)}", file=sys.stderr)
+    if len(messages) > limit:
+        print(f"  ... and {len(messages) - limit} more", file=sys.stderr)
+
+
 def print_merge_summary(outcomes: list[MergeOutcome], accept_stale: bool) -> None:
     count = Counter(outcome.status for outcome in outcomes)
     print(
@@ -25,11 +33,7 @@ def print_merge_summary(outcomes: list[MergeOutcome], accept_stale: bool) -> Non
         + (f", {count[STALE]} stale" if count[STALE] else ""),
         file=sys.stderr,
     )
-    failed = [outcome for outcome in outcomes if outcome.status == FAILED]
-    for outcome in failed[:20]:
-        print(f"  FAILED {escape(outcome.message)}", file=sys.stderr)
-    if len(failed) > 20:
-        print(f"  ... and {len(failed) - 20} more", file=sys.stderr)
+    print_failed([outcome.message for outcome in outcomes if outcome.status == FAILED])
     stale = [o for o in outcomes if o.status == STALE]
     verdict = "accepted (--accept-stale)" if accept_stale else "NOT current"
     if kept := [o for o in stale if not o.stale_input]:

@@ -127,6 +127,15 @@ class RunOptions(TypedDict, total=False):
     compile_cache: str | Path | None  # the folder of its on-disk caches
 
 
+def options_from(given: object, **overrides: object) -> RunOptions:
+    """The run's keywords from the attributes (the command line's arguments) or entries (a
+    function's parameters) of the same names, so that no front end lists them again;
+    `overrides` win."""
+    values = given if isinstance(given, Mapping) else vars(given)
+    options = {name: values[name] for name in RunOptions.__annotations__ if name in values}
+    return {**options, **overrides}  # type: ignore[return-value]
+
+
 _DEFAULTS: RunOptions = {
     "model": DEFAULT_MODEL,
     "device": DEFAULT_DEVICE,
