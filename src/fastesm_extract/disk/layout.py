@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def invalid_input_record(failure_log: str | Path, output: str | Path) -> Path:
     """Where a run remembers that the input of `output` has no valid record: in a hidden
     folder beside the failure log holding its lines, never beside the input (no file named
     like an output appears there), one file per output path."""
-    key = hashlib.sha256(str(Path(output).resolve()).encode()).hexdigest()[:32]
+    key = hashlib.sha256(os.fsencode(Path(output).resolve())).hexdigest()[:32]  # any bytes
     return Path(failure_log).parent / INVALID_INPUTS_FOLDER / f"{key}.json"
 
 
