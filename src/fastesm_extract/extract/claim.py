@@ -1,7 +1,8 @@
-"""Claim a job's output before building it: the resume verdict, taken before and again under
+"""Claim a job's output before building it: the one verdict (`disk.verdict.judge`) on what
+the output must have been made from (`basis_for`, the run's), asked before and again under
 the output's lock, the lock itself, and the cleanup of a killed run's leftovers.
 
-    with claim_output(job, examine, locks, failure_log) as claimed:
+    with claim_output(job, basis_for, locks, failure_log) as claimed:
         if isinstance(claimed, FileResult):
             return claimed  # kept (current or stale), invalid input, or another run's
         prepared = prepare_file(job, ..., claimed.contents)  # the lock is held
@@ -20,7 +21,7 @@ from pathlib import Path
 from fastesm_extract.disk.fasta import FastaContents, read_fasta
 from fastesm_extract.disk.locks import OutputLocks
 from fastesm_extract.disk.store import remove_leftover_temporaries
-from fastesm_extract.disk.verdict import REBUILD, OutputVerdict, known_input_sha256
+from fastesm_extract.disk.verdict import REBUILD, EsmBasis, judge, known_input_sha256
 from fastesm_extract.extract.handoff import Claim
 from fastesm_extract.extract.prepare import can_skip_reading
 from fastesm_extract.extract.publish import kept_result, locked_result
@@ -28,12 +29,13 @@ from fastesm_extract.results import FileJob, FileResult
 
 log = logging.getLogger("fastesm_extract")
 
-Examine = Callable[[FileJob, str, FastaContents | None], OutputVerdict]
+# What a current output must have been made from, given the input's hash (and contents).
+BasisFor = Callable[[FileJob, str, FastaContents | None], EsmBasis]
 
 
 @contextlib.contextmanager
 def claim_output(
-    job: FileJob, examine: Examine, locks: OutputLocks, failure_log: Path
+    job: FileJob, basis_for: BasisFor, locks: OutputLocks, failure_log: Path
 ) -> Iterator[Claim | FileResult]:
     """A `Claim` on `job.output`, or the `FileResult` of an output this run leaves alone.
 
@@ -45,7 +47,8 @@ def claim_output(
     contents = None if can_skip_reading(job) else read_fasta(job.fasta)
     input_sha256 = contents.sha256 if contents else known_input_sha256(job)
     # Examined before locking: finished outputs are skipped without taking a lock.
-    if (existing := examine(job, input_sha256, contents)).verdict != REBUILD:
+    basis = basis_for(job, input_sha256, contents)
+    if (existing := judge(job.output, basis)).verdict != REBUILD:
         yield kept_result(job, existing, failure_log)
         return
     if (holder := locks.try_acquire(job.output)) is not None:
@@ -55,7 +58,7 @@ def claim_output(
     claim = Claim(job, contents, "", locks)
     try:
         # Examined again under the lock: another run may have finished it meanwhile.
-        if (existing := examine(job, input_sha256, contents)).verdict != REBUILD:
+        if (existing := judge(job.output, basis)).verdict != REBUILD:
             yield kept_result(job, existing, failure_log)
             return
         if existing.reason:

@@ -31,7 +31,6 @@ from fastesm_extract.disk.store import load_embeddings
 from fastesm_extract.disk.verdict import (
     CURRENT,
     EsmBasis,
-    OutputVerdict,
     judge,
     known_input_sha256,
 )
@@ -83,11 +82,12 @@ class Extractor:
         )
         self.forward = forward_for(loaded, settings)  # the model calls: eager or compiled
 
-    def _examine(
+    def _basis(
         self, job: FileJob, input_sha256: str, contents: FastaContents | None = None
-    ) -> OutputVerdict:
+    ) -> EsmBasis:
+        """What `job.output` must have been made from to be current for this run."""
         settings = self.settings
-        basis = EsmBasis(
+        return EsmBasis(
             job=job,
             identity=self.provenance.identity,
             input_sha256=input_sha256,
@@ -96,12 +96,11 @@ class Extractor:
             redo_stale=settings.redo_stale,
             invalid_record=invalid_input_record(self.failure_log.path, job.output),
         )
-        return judge(job.output, basis)
 
     def _prepare(self, job: FileJob) -> PreparedFile | FileResult:
         started = utc_now()
         try:
-            with claim_output(job, self._examine, self._locks, self.failure_log.path) as claim:
+            with claim_output(job, self._basis, self._locks, self.failure_log.path) as claim:
                 if isinstance(claim, FileResult):
                     return claim
                 # The manifest vouches for the bytes parsed here, whatever was hashed first.
@@ -223,7 +222,8 @@ class Extractor:
     def _recheck_locked(self, result: FileResult) -> FileResult:
         """A file another run was computing: finished by now (SKIPPED) or still LOCKED."""
         try:
-            existing = self._examine(result.job, known_input_sha256(result.job))
+            job = result.job
+            existing = judge(job.output, self._basis(job, known_input_sha256(job)))
         except OSError:
             return result
         if existing.verdict != CURRENT:
