@@ -19,8 +19,8 @@ from fastesm_extract.disk.store import load_embeddings
 from fastesm_extract.disk.verdict import INVALID, REBUILD, STALE
 from fastesm_extract.errors import StaleOutputError
 from fastesm_extract.extract.pipeline import Extractor
-from fastesm_extract.model.identity import ModelIdentity
-from fastesm_extract.model.load import DEFAULT_MODEL, LoadedModel
+from fastesm_extract.model.identity import ModelIdentity, identity_of
+from fastesm_extract.model.load import DEFAULT_HIDDEN_SIZE, DEFAULT_MODEL, LoadedModel
 from fastesm_extract.results import FileJob, RunSummary
 from fastesm_extract.running.config import ModelSpec, RunOptions, options_from, resolve_config
 from fastesm_extract.running.examine import examine_job, model_identity
@@ -42,7 +42,12 @@ def call_identity(
     """What makes this call's output current; for the default model, known without loading
     it unless it is loaded already (on this call's device)."""
     loaded = loaded or models_by_name.loaded(DEFAULT_MODEL, device)
-    return model_identity(ModelSpec(loaded or DEFAULT_MODEL), settings)
+    if loaded is None:  # by name, without asking the hub (a resumed loop calls this per file)
+        trunc = settings.truncation_seq_length
+        return identity_of(
+            DEFAULT_MODEL, hidden_size=DEFAULT_HIDDEN_SIZE, truncation_seq_length=trunc
+        )
+    return model_identity(ModelSpec(loaded), settings)
 
 
 def finished_output(
