@@ -13,6 +13,8 @@ from fastesm_extract.disk.verdict import CURRENT, MergedBasis, judge, read_merge
 from fastesm_extract.errors import MergeError
 from fastesm_extract.merge.pairs import LABELS, merge_embeddings
 
+_LABEL_NAMES = {value: name for name, value in LABELS.items()}  # [1] -> "viral", as merge takes it
+
 
 def _labels(merged: Path) -> list[int] | None:
     """The labels the merged file was made with (a merge again keeps them)."""
@@ -39,8 +41,7 @@ def merged_not_current(esm_outputs: Iterable[tuple[Path, bool]]) -> list[tuple[P
             found.append((merged, f"its ESM input {esm.name} is to be written: merge again after"))
             continue
         labels = _labels(merged)
-        names = {value: name for name, value in LABELS.items()}
-        label = names.get(labels[0]) if labels else None
+        label = _LABEL_NAMES.get(labels[0]) if labels else None
         basis = MergedBasis(
             dnabert_s=dnabert_s,
             esm=esm,
